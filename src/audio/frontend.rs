@@ -1,0 +1,654 @@
+//! The whole inbound media path for one call: μ-law frames in, speech events and utterances out.
+//!
+//! Per 20 ms frame: decode, upsample to 16 kHz into a ring of recent audio, VAD, energy, pitch
+//! (voiced frames only), endpointing. Nothing on that path allocates once the frontend is built;
+//! the only allocation is the sample buffer of each emitted utterance, which the STT pool then
+//! owns. The ring is sized for the longest possible utterance plus its pre-roll, so cutting an
+//! utterance is a copy, never a search.
+
+use std::collections::VecDeque;
+
+use super::endpoint::{EndpointConfig, EndpointEvent, Endpointer, SpeechEnd};
+use super::prosody::{self, FrameAnalyzer, FrameFeatures};
+use super::resample::Upsampler;
+use super::vad::{self, Vad};
+use super::{AudioError, FRAME_MS, FRAME_SAMPLES_8K, Prosody, ulaw};
+
+/// 16 kHz samples per inbound frame.
+const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
+/// Silence kept after the last voiced frame: word-final consonants trail off below the VAD's
+/// threshold, and Whisper transcribes a clean ending better than a cut one.
+const TRAILING_MS: u64 = 200;
+/// Upper bounds that keep a bad config from reserving absurd amounts of memory per call.
+const MAX_UTTERANCE_LIMIT_MS: u64 = 120_000;
+const MAX_PRE_ROLL_MS: u64 = 2_000;
+
+/// Tuning of the media path. Every field has a default, so a config file may set any subset.
+/// (Deliberately not `Copy`, so it can grow non-`Copy` fields without breaking callers.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FrontendConfig {
+    /// webrtc-vad aggressiveness, 0..=3 (3 = strictest about calling a frame speech).
+    pub vad_mode: u8,
+    /// Mostly-voiced time needed before speech counts as started.
+    pub min_speech_ms: u64,
+    /// Shortest silence that ends an utterance.
+    pub min_hangover_ms: u64,
+    /// Longest silence ever needed to end an utterance, however long the caller talked or paused.
+    pub max_hangover_ms: u64,
+    /// Utterances are cut (and flagged `capped`) at this length.
+    pub max_utterance_ms: u64,
+    /// Audio kept from before the detected start, so the first syllable is not clipped.
+    pub pre_roll_ms: u64,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        let ep = EndpointConfig::default();
+        Self {
+            vad_mode: vad::DEFAULT_MODE,
+            min_speech_ms: ep.min_speech_ms,
+            min_hangover_ms: ep.min_hangover_ms,
+            max_hangover_ms: ep.max_hangover_ms,
+            max_utterance_ms: ep.max_utterance_ms,
+            pre_roll_ms: 200,
+        }
+    }
+}
+
+impl FrontendConfig {
+    fn endpoint(&self) -> EndpointConfig {
+        EndpointConfig {
+            min_speech_ms: self.min_speech_ms,
+            min_hangover_ms: self.min_hangover_ms,
+            max_hangover_ms: self.max_hangover_ms,
+            max_utterance_ms: self.max_utterance_ms,
+        }
+    }
+}
+
+/// What the frontend has to say about the audio so far.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrontendEvent {
+    /// Sustained speech began (used for barge-in while a prompt plays). Reported
+    /// `min_speech_ms` or so after `at_ms`, the time the speech itself started.
+    SpeechStart { at_ms: u64 },
+    /// End of speech detected (or the length cap hit): one utterance for Whisper.
+    Utterance(Utterance),
+}
+
+/// One stretch of caller speech, ready for transcription.
+#[derive(Clone, PartialEq)]
+pub struct Utterance {
+    /// 16 kHz mono, [-1, 1], including the pre-roll and up to ~200 ms of trailing silence.
+    pub samples: Vec<f32>,
+    /// Stream time of speech start (frames_seen * 20).
+    pub start_ms: u64,
+    /// Stream time of the end of the last voiced frame (for a capped utterance: of the cut).
+    pub end_ms: u64,
+    /// Stream time the end was detected (end_ms + hangover).
+    pub detected_ms: u64,
+    pub capped: bool,
+    pub prosody: Prosody,
+}
+
+/// Shows the sample count, not the samples: utterances end up in logs and assertion messages.
+impl std::fmt::Debug for Utterance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Utterance")
+            .field("samples", &format_args!("[f32; {}]", self.samples.len()))
+            .field("start_ms", &self.start_ms)
+            .field("end_ms", &self.end_ms)
+            .field("detected_ms", &self.detected_ms)
+            .field("capped", &self.capped)
+            .field("prosody", &self.prosody)
+            .finish()
+    }
+}
+
+/// The inbound media path of one call. `Send`, not `Sync`: one call task owns it.
+pub struct Frontend {
+    cfg: FrontendConfig,
+    vad: Vad,
+    upsampler: Upsampler,
+    endpointer: Endpointer,
+    analyzer: FrameAnalyzer,
+    /// Scratch for one frame's upsampled audio (capacity reserved up front).
+    upsampled: Vec<f32>,
+    /// The last `ring.len()` samples of the 16 kHz stream; stream sample `n` is at `n % len`.
+    ring: Vec<f32>,
+    /// 16 kHz samples written so far.
+    written: u64,
+    /// Per-frame measurements, a ring like `ring`: frame `f` is at `f % len`.
+    features: Vec<FrameFeatures>,
+    frames_seen: u64,
+    /// Stream sample where the last emitted utterance's audio ended; the next one's pre-roll
+    /// never reaches back over it (that only matters after a cap).
+    emitted_until: u64,
+    /// Bytes of an incomplete frame from an odd-sized provider packet.
+    carry: [u8; FRAME_SAMPLES_8K],
+    carry_len: usize,
+    /// Events produced by a `push_ulaw` call that completed more than one frame.
+    pending: VecDeque<FrontendEvent>,
+    pitch_scratch: Vec<f32>,
+}
+
+impl std::fmt::Debug for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frontend")
+            .field("cfg", &self.cfg)
+            .field("frames_seen", &self.frames_seen)
+            .field("in_speech", &self.endpointer.in_speech())
+            .finish_non_exhaustive()
+    }
+}
+
+fn frames(ms: u64) -> u64 {
+    ms.div_ceil(FRAME_MS)
+}
+
+impl Frontend {
+    pub fn new(cfg: FrontendConfig) -> Result<Frontend, AudioError> {
+        if let Some(problem) = cfg.endpoint().problem() {
+            return Err(AudioError::InvalidConfig(problem.to_owned()));
+        }
+        if cfg.max_utterance_ms > MAX_UTTERANCE_LIMIT_MS {
+            return Err(AudioError::InvalidConfig(format!(
+                "max_utterance_ms must be at most {MAX_UTTERANCE_LIMIT_MS}"
+            )));
+        }
+        if cfg.pre_roll_ms > MAX_PRE_ROLL_MS {
+            return Err(AudioError::InvalidConfig(format!(
+                "pre_roll_ms must be at most {MAX_PRE_ROLL_MS}"
+            )));
+        }
+        let vad = Vad::new(cfg.vad_mode)?;
+        let endpointer = Endpointer::new(cfg.endpoint());
+        // The oldest audio an utterance can need is its pre-roll before a start that is at most
+        // max_utterance old; one spare frame covers the upsampler's half-frame delay.
+        let ring_frames = (frames(cfg.max_utterance_ms) + frames(cfg.pre_roll_ms) + 2) as usize;
+        Ok(Frontend {
+            cfg,
+            vad,
+            upsampler: Upsampler::new()?,
+            endpointer,
+            analyzer: FrameAnalyzer::new(),
+            upsampled: Vec::with_capacity(SAMPLES_16K),
+            ring: vec![0.0; ring_frames * SAMPLES_16K],
+            written: 0,
+            features: vec![FrameFeatures::default(); ring_frames],
+            frames_seen: 0,
+            emitted_until: 0,
+            carry: [0; FRAME_SAMPLES_8K],
+            carry_len: 0,
+            pending: VecDeque::with_capacity(4),
+            pitch_scratch: Vec::with_capacity(ring_frames),
+        })
+    }
+
+    pub fn config(&self) -> &FrontendConfig {
+        &self.cfg
+    }
+
+    /// Frames of inbound audio processed since the start (or the last reset).
+    pub fn frames_seen(&self) -> u64 {
+        self.frames_seen
+    }
+
+    /// Whether the caller is mid-utterance (speech started, end not yet detected).
+    pub fn in_speech(&self) -> bool {
+        self.endpointer.in_speech()
+    }
+
+    /// Feeds one 20 ms frame (160 μ-law bytes). Other sizes are taken as a piece of the byte
+    /// stream, exactly as [`push_ulaw_bytes`](Self::push_ulaw_bytes) does; if that completes
+    /// several frames and more than one of them produces an event, the extra events come out of
+    /// the following calls, in order.
+    pub fn push_ulaw(&mut self, frame: &[u8]) -> Option<FrontendEvent> {
+        if let Ok(whole) = <&[u8; FRAME_SAMPLES_8K]>::try_from(frame)
+            && self.carry_len == 0
+        {
+            let event = self.push_frame(whole);
+            if self.pending.is_empty() {
+                return event;
+            }
+            self.pending.extend(event);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            self.feed(frame, &mut pending);
+            self.pending = pending;
+        }
+        self.pending.pop_front()
+    }
+
+    /// Feeds any number of μ-law bytes (providers do not all send 20 ms packets), appending an
+    /// event to `out` for every frame that produced one. A trailing partial frame is kept for
+    /// the next call.
+    pub fn push_ulaw_bytes(&mut self, bytes: &[u8], out: &mut Vec<FrontendEvent>) {
+        out.extend(self.pending.drain(..));
+        self.feed(bytes, out);
+    }
+
+    /// Ends the utterance in progress, if any, as if the caller had stopped (call over, replay
+    /// done). Any partial frame is dropped.
+    pub fn finish(&mut self) -> Option<Utterance> {
+        self.carry_len = 0;
+        let last = self.frames_seen.checked_sub(1)?;
+        let end = self.endpointer.finish(last)?;
+        Some(self.cut(end))
+    }
+
+    /// Back to the state of a new call: all history, carry-over and pending events dropped.
+    pub fn reset(&mut self) {
+        self.vad.reset();
+        self.upsampler.reset();
+        self.endpointer.reset();
+        self.analyzer.reset();
+        self.written = 0;
+        self.frames_seen = 0;
+        self.emitted_until = 0;
+        self.carry_len = 0;
+        self.pending.clear();
+    }
+
+    fn feed<E: Extend<FrontendEvent>>(&mut self, mut bytes: &[u8], out: &mut E) {
+        if self.carry_len > 0 {
+            let take = (FRAME_SAMPLES_8K - self.carry_len).min(bytes.len());
+            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&bytes[..take]);
+            self.carry_len += take;
+            bytes = &bytes[take..];
+            if self.carry_len < FRAME_SAMPLES_8K {
+                return;
+            }
+            let frame = self.carry;
+            self.carry_len = 0;
+            out.extend(self.push_frame(&frame));
+        }
+        let mut chunks = bytes.chunks_exact(FRAME_SAMPLES_8K);
+        for chunk in &mut chunks {
+            if let Ok(frame) = <&[u8; FRAME_SAMPLES_8K]>::try_from(chunk) {
+                out.extend(self.push_frame(frame));
+            }
+        }
+        let rest = chunks.remainder();
+        self.carry[..rest.len()].copy_from_slice(rest);
+        self.carry_len = rest.len();
+    }
+
+    fn push_frame(&mut self, bytes: &[u8; FRAME_SAMPLES_8K]) -> Option<FrontendEvent> {
+        let frame = self.frames_seen;
+        self.frames_seen += 1;
+
+        let mut pcm = [0i16; FRAME_SAMPLES_8K];
+        for (s, &b) in pcm.iter_mut().zip(bytes) {
+            *s = ulaw::decode(b);
+        }
+
+        self.upsampled.clear();
+        self.upsampler.process(&pcm, &mut self.upsampled);
+        let len = self.ring.len();
+        let at = (self.written % len as u64) as usize;
+        // The ring holds a whole number of frames, so a frame never straddles its end.
+        self.ring[at..at + SAMPLES_16K].copy_from_slice(&self.upsampled);
+        self.written += SAMPLES_16K as u64;
+
+        let energy_db = prosody::energy_db_i16(&pcm);
+        // 160 samples is always a valid VAD frame; should that ever change, silence is the
+        // safe reading of a frame the VAD refused.
+        let is_speech = self.vad.is_speech(&pcm).unwrap_or(false);
+        self.analyzer.push(&pcm);
+        let event = self.endpointer.push(frame, is_speech, energy_db);
+        let voiced = self.endpointer.last_frame_voiced();
+        let slot = (frame % self.features.len() as u64) as usize;
+        self.features[slot] = FrameFeatures {
+            energy_db,
+            voiced,
+            pitch_hz: if voiced { self.analyzer.pitch() } else { None },
+        };
+
+        match event? {
+            EndpointEvent::SpeechStart { start_frame } => {
+                tracing::trace!(at_ms = start_frame * FRAME_MS, "speech start");
+                Some(FrontendEvent::SpeechStart {
+                    at_ms: start_frame * FRAME_MS,
+                })
+            }
+            EndpointEvent::SpeechEnd(end) => Some(FrontendEvent::Utterance(self.cut(end))),
+        }
+    }
+
+    /// Copies an utterance's audio out of the ring and summarises its prosody.
+    fn cut(&mut self, end: SpeechEnd) -> Utterance {
+        let first_frame = end.start_frame.saturating_sub(frames(self.cfg.pre_roll_ms));
+        let end_frame = if end.capped {
+            end.detected_frame + 1
+        } else {
+            (end.last_voiced_frame + 1 + frames(TRAILING_MS)).min(end.detected_frame + 1)
+        };
+        // The upsampled stream lags the frames by the resampler's delay (see `Upsampler`).
+        let delay = Upsampler::DELAY_16K as u64;
+        let len = self.ring.len() as u64;
+        let from = (first_frame * SAMPLES_16K as u64 + delay)
+            .max(self.emitted_until)
+            .max(self.written.saturating_sub(len));
+        let to = (end_frame * SAMPLES_16K as u64 + delay)
+            .min(self.written)
+            .max(from);
+        self.emitted_until = to;
+
+        let mut samples = Vec::with_capacity((to - from) as usize);
+        let (a, b) = ((from % len) as usize, (to % len) as usize);
+        if to - from == len || (a > b) {
+            samples.extend_from_slice(&self.ring[a..]);
+            samples.extend_from_slice(&self.ring[..b]);
+        } else {
+            samples.extend_from_slice(&self.ring[a..b]);
+        }
+
+        let n = self.features.len() as u64;
+        let features = &self.features;
+        let speech = (end.start_frame..=end.last_voiced_frame).map(|f| features[(f % n) as usize]);
+        let prosody = prosody::summarize(speech, &mut self.pitch_scratch);
+
+        let utterance = Utterance {
+            samples,
+            start_ms: end.start_ms(),
+            end_ms: end.end_ms(),
+            detected_ms: end.detected_ms(),
+            capped: end.capped,
+            prosody,
+        };
+        tracing::debug!(
+            start_ms = utterance.start_ms,
+            end_ms = utterance.end_ms,
+            detected_ms = utterance.detected_ms,
+            capped = utterance.capped,
+            "utterance"
+        );
+        utterance
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f32::consts::TAU;
+
+    fn data(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/data/audio/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (run scripts/make_audio_test_data.sh)"))
+    }
+
+    /// (start_ms, end_ms) of the speech in a fixture, from its sidecar.
+    fn truth(name: &str) -> (u64, u64) {
+        let text = String::from_utf8(data(&format!("{name}.txt"))).unwrap();
+        let v: Vec<u64> = text
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        (v[0], v[1])
+    }
+
+    fn run(fe: &mut Frontend, bytes: &[u8]) -> Vec<FrontendEvent> {
+        bytes
+            .chunks(FRAME_SAMPLES_8K)
+            .filter_map(|frame| fe.push_ulaw(frame))
+            .collect()
+    }
+
+    fn utterances(events: &[FrontendEvent]) -> Vec<&Utterance> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                FrontendEvent::Utterance(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Vowel-like buzz (harmonics of `f0` shaped by two formants) as μ-law, `frames` long.
+    fn vowel(f0: f32, frames: usize, amp: f32, offset: usize) -> Vec<u8> {
+        let pcm: Vec<i16> = (0..frames * FRAME_SAMPLES_8K)
+            .map(|i| {
+                let t = (offset + i) as f32 / 8000.0;
+                let v: f32 = (1..25)
+                    .map(|h| {
+                        let fr = f0 * h as f32;
+                        let gain = (-((fr - 700.0) / 400.0).powi(2)).exp()
+                            + 0.5 * (-((fr - 1200.0) / 500.0).powi(2)).exp();
+                        gain * (TAU * fr * t).sin()
+                    })
+                    .sum();
+                (v * amp * 32_767.0 / 3.0).clamp(-32_768.0, 32_767.0) as i16
+            })
+            .collect();
+        ulaw::encode_samples(&pcm)
+    }
+
+    /// Vowels at four syllables a second: level dips of ~20 dB between them, like speech.
+    fn syllables(f0: f32, frames: usize, amp: f32) -> Vec<u8> {
+        let steady: Vec<i16> = vowel(f0, frames, amp, 0)
+            .iter()
+            .map(|&b| ulaw::decode(b))
+            .collect();
+        let pcm: Vec<i16> = steady
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let t = i as f32 / 8000.0;
+                let env = 0.1 + 0.9 * (0.5 - 0.5 * (TAU * 4.0 * t).cos());
+                (s as f32 * env) as i16
+            })
+            .collect();
+        ulaw::encode_samples(&pcm)
+    }
+
+    fn silence(frames: usize) -> Vec<u8> {
+        vec![0xFF; frames * FRAME_SAMPLES_8K]
+    }
+
+    #[test]
+    fn frontend_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Frontend>();
+    }
+
+    #[test]
+    fn config_defaults_and_partial_toml() {
+        let cfg: FrontendConfig = toml::from_str("max_hangover_ms = 600").unwrap();
+        assert_eq!(cfg.max_hangover_ms, 600);
+        assert_eq!(cfg.min_speech_ms, FrontendConfig::default().min_speech_ms);
+        assert!(Frontend::new(cfg).is_ok());
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        let bad_mode = FrontendConfig {
+            vad_mode: 7,
+            ..FrontendConfig::default()
+        };
+        assert_eq!(
+            Frontend::new(bad_mode).unwrap_err(),
+            AudioError::InvalidVadMode(7)
+        );
+        let inverted = FrontendConfig {
+            min_hangover_ms: 900,
+            ..FrontendConfig::default()
+        };
+        assert!(matches!(
+            Frontend::new(inverted),
+            Err(AudioError::InvalidConfig(_))
+        ));
+        let huge = FrontendConfig {
+            max_utterance_ms: 3_600_000,
+            ..FrontendConfig::default()
+        };
+        assert!(matches!(
+            Frontend::new(huge),
+            Err(AudioError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn synthetic_utterance_timing_and_audio() {
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 60, 0.5, 0));
+        stream.extend(silence(60));
+        let events = run(&mut fe, &stream);
+        assert_eq!(fe.frames_seen(), 170);
+        assert!(
+            matches!(events[0], FrontendEvent::SpeechStart { at_ms } if at_ms.abs_diff(1000) <= 40),
+            "{events:?}"
+        );
+        let u = utterances(&events);
+        assert_eq!(u.len(), 1);
+        let u = u[0];
+        assert!(u.start_ms.abs_diff(1000) <= 40, "{}", u.start_ms);
+        assert!(u.end_ms.abs_diff(2200) <= 40, "{}", u.end_ms);
+        assert!(u.detected_ms - u.end_ms <= 700);
+        assert!(!u.capped);
+        // Pre-roll + speech + trailing silence, and the audio really is where the speech was:
+        // silent in the pre-roll, loud in the middle.
+        let expected = (u.end_ms + TRAILING_MS - (u.start_ms - 200)) as usize * 16;
+        assert_eq!(u.samples.len(), expected);
+        let pre = &u.samples[..16 * 140];
+        assert!(pre.iter().all(|v| v.abs() < 1e-3));
+        let mid = &u.samples[16 * 400..16 * 800];
+        assert!(mid.iter().map(|v| v * v).sum::<f32>() / mid.len() as f32 > 1e-3);
+        let p = u.prosody.pitch_hz.expect("pitch");
+        assert!((p - 140.0).abs() < 7.0, "{p}");
+        assert!(u.prosody.voiced_ms >= 1000);
+    }
+
+    #[test]
+    fn odd_packet_sizes_give_the_same_events() {
+        let mut stream = silence(30);
+        stream.extend(vowel(180.0, 40, 0.4, 0));
+        stream.extend(silence(50));
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let whole = run(&mut fe, &stream);
+        for size in [1usize, 77, 159, 161, 333, 1000] {
+            let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+            let mut got = Vec::new();
+            for piece in stream.chunks(size) {
+                fe.push_ulaw_bytes(piece, &mut got);
+            }
+            assert_eq!(got, whole, "packet size {size}");
+            // And through push_ulaw with odd sizes.
+            let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+            let mut got: Vec<_> = stream
+                .chunks(size)
+                .filter_map(|p| fe.push_ulaw(p))
+                .collect();
+            got.extend(std::iter::from_fn(|| fe.push_ulaw(&[])));
+            assert_eq!(got, whole, "push_ulaw packet size {size}");
+        }
+    }
+
+    #[test]
+    fn cap_splits_long_speech_without_losing_audio() {
+        let cfg = FrontendConfig {
+            max_utterance_ms: 2_000,
+            ..FrontendConfig::default()
+        };
+        let mut fe = Frontend::new(cfg).unwrap();
+        let mut stream = silence(20);
+        stream.extend(syllables(120.0, 250, 0.5));
+        stream.extend(silence(60));
+        let events = run(&mut fe, &stream);
+        let u = utterances(&events);
+        assert_eq!(u.len(), 3, "{events:?}");
+        assert!(u[0].capped && u[1].capped && !u[2].capped);
+        assert_eq!(u[0].end_ms - u[0].start_ms, 2_000);
+        // Consecutive pieces tile the stream: no gap, no overlap.
+        let total: usize = u.iter().map(|u| u.samples.len()).sum();
+        let span_ms = (u[2].end_ms + TRAILING_MS) - (u[0].start_ms - 200);
+        assert_eq!(total, span_ms as usize * 16);
+    }
+
+    #[test]
+    fn finish_flushes_and_reset_restarts() {
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut stream = silence(10);
+        stream.extend(vowel(150.0, 30, 0.5, 0));
+        run(&mut fe, &stream);
+        assert!(fe.in_speech());
+        let u = fe.finish().expect("utterance in progress");
+        assert_eq!(u.detected_ms, 40 * 20);
+        assert!(!fe.in_speech());
+        assert!(fe.finish().is_none());
+        fe.reset();
+        assert_eq!(fe.frames_seen(), 0);
+        let again = run(&mut fe, &stream);
+        assert!(
+            matches!(again[0], FrontendEvent::SpeechStart { at_ms } if at_ms.abs_diff(200) <= 40)
+        );
+    }
+
+    #[test]
+    fn silence_and_line_noise_stay_quiet() {
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut seed = 7u32;
+        let hiss: Vec<i16> = (0..500 * FRAME_SAMPLES_8K)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 16) as i16) / 200
+            })
+            .collect();
+        let mut stream = silence(100);
+        stream.extend(ulaw::encode_samples(&hiss));
+        assert!(run(&mut fe, &stream).is_empty());
+    }
+
+    /// The real-speech check: a synthesised caller, band-limited and μ-law coded like a phone
+    /// line, padded with 0.5 s of silence before and 1.0 s after (see
+    /// scripts/make_audio_test_data.sh).
+    fn check_fixture(name: &str) -> Utterance {
+        let (start, end) = truth(name);
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &data(&format!("{name}.ulaw")));
+        let u = utterances(&events);
+        assert_eq!(u.len(), 1, "{name}: {events:?}");
+        let u = u[0].clone();
+        println!("{name}: truth {start}..{end} ms, got {u:?}");
+        assert!(
+            u.start_ms.abs_diff(start) <= 150,
+            "{name}: start {} vs {start}",
+            u.start_ms
+        );
+        assert!(
+            u.end_ms.abs_diff(end) <= 150,
+            "{name}: end {} vs {end}",
+            u.end_ms
+        );
+        assert!(
+            u.detected_ms - u.end_ms <= 700,
+            "{name}: hangover {}",
+            u.detected_ms - u.end_ms
+        );
+        assert!(!u.capped);
+        let p = u.prosody;
+        assert!(
+            p.loudness_db > -40.0 && p.loudness_db < -5.0,
+            "{name}: {p:?}"
+        );
+        assert!(
+            p.pitch_hz.is_some_and(|f| (70.0..300.0).contains(&f)),
+            "{name}: {p:?}"
+        );
+        assert!((1.5..9.0).contains(&p.syllables_per_s), "{name}: {p:?}");
+        u
+    }
+
+    #[test]
+    fn real_speech_billing_sentence() {
+        check_fixture("billing");
+    }
+
+    #[test]
+    fn real_speech_digits_with_pauses() {
+        check_fixture("digits");
+    }
+}

@@ -1,0 +1,602 @@
+//! The call state machine. Events in, actions out; time is whatever `now` the driver says.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use super::policy::{self, CallCounters, Decision, Reason, TurnSignals};
+use super::{
+    Action, CallInfo, Event, Millis, Record, SttFailure, Speaker, Transcript, TranscriptLine,
+};
+use crate::analysis::intent::{self, IntentSpec};
+use crate::analysis::numbers::{self, Facts};
+use crate::analysis::tone::{ToneLabel, ToneTracker};
+use crate::analysis::{agent_request, sentiment};
+use crate::audio::error::AudioError;
+use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent};
+use crate::audio::Prosody;
+use crate::dialplan::{Dialplan, Target};
+use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
+use crate::prompts::PromptLibrary;
+
+/// Everything calls on one line share: dialplan, prompts, and what is derived from them once.
+#[derive(Debug)]
+pub struct Playbook {
+    pub dialplan: Dialplan,
+    pub prompts: PromptLibrary,
+    pub frontend: FrontendConfig,
+    intents: Vec<IntentSpec>,
+    answers: Vec<IntentSpec>,
+    stt_prompt: Arc<str>,
+}
+
+impl Playbook {
+    pub fn new(dialplan: Dialplan, prompts: PromptLibrary, frontend: FrontendConfig) -> Playbook {
+        Playbook {
+            intents: dialplan.intent_specs(),
+            answers: dialplan.answer_specs(),
+            stt_prompt: dialplan.stt_prompt().into(),
+            dialplan,
+            prompts,
+            frontend,
+        }
+    }
+}
+
+/// A prompt that is playing: sent to the provider, its mark not yet echoed.
+#[derive(Debug, Clone)]
+struct Playing {
+    mark: String,
+    prompt: String,
+    started: Millis,
+    duration: Millis,
+}
+
+/// Prompts whose mark never comes back (a provider that lost it) still end, this long after
+/// their audio should have finished.
+const MARK_GRACE_MS: Millis = 3_000;
+
+/// Speech that starts this soon into a prompt is probably the caller finishing their previous
+/// sentence, not an interruption.
+const BARGE_IN_GUARD_MS: Millis = 300;
+
+pub struct Engine {
+    info: CallInfo,
+    book: Arc<Playbook>,
+    frontend: Frontend,
+    frontend_events: Vec<FrontendEvent>,
+    done: bool,
+    playing: Option<Playing>,
+    /// A prompt the caller talked over, replayed if what they said turns out to be noise.
+    interrupted: Option<String>,
+    goodbye_mark: Option<String>,
+    next_mark: u32,
+    next_utterance: u64,
+    /// Utterances sent for transcription, by id, with how they sounded.
+    pending: BTreeMap<u64, Option<Prosody>>,
+    /// Transcriptions that came back before an earlier one: turns are handled in order.
+    arrived: BTreeMap<u64, Result<Transcript, SttFailure>>,
+    in_speech: bool,
+    last_activity: Millis,
+    silence_prompts: u32,
+    counters: CallCounters,
+    tone: ToneTracker,
+    facts: Facts,
+    intent: Option<String>,
+    gist: Option<String>,
+    tried: Vec<String>,
+    transcript: Vec<TranscriptLine>,
+}
+
+impl Engine {
+    pub fn new(info: CallInfo, book: Arc<Playbook>) -> Result<Engine, AudioError> {
+        let frontend = Frontend::new(book.frontend.clone())?;
+        Ok(Engine {
+            info,
+            book,
+            frontend,
+            frontend_events: Vec::new(),
+            done: false,
+            playing: None,
+            interrupted: None,
+            goodbye_mark: None,
+            next_mark: 0,
+            next_utterance: 0,
+            pending: BTreeMap::new(),
+            arrived: BTreeMap::new(),
+            in_speech: false,
+            last_activity: 0,
+            silence_prompts: 0,
+            counters: CallCounters::default(),
+            tone: ToneTracker::default(),
+            facts: Facts::default(),
+            intent: None,
+            gist: None,
+            tried: Vec::new(),
+            transcript: Vec::new(),
+        })
+    }
+
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    /// True once the call was transferred or hung up: later events are ignored.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub fn transcript(&self) -> &[TranscriptLine] {
+        &self.transcript
+    }
+
+    /// True while a prompt's audio is (as far as the engine knows) still playing.
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
+    /// The call has been answered: greet the caller.
+    pub fn start(&mut self, now: Millis) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.last_activity = now;
+        let greeting = self.book.dialplan.greeting.clone();
+        self.play(&greeting, now, &mut out);
+        out
+    }
+
+    pub fn feed(&mut self, event: Event<'_>, now: Millis) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.done {
+            return out;
+        }
+        match event {
+            Event::Audio(bytes) => self.on_audio(bytes, now, &mut out),
+            Event::Dtmf(digit) => self.on_dtmf(digit, now, &mut out),
+            Event::Transcribed { utterance, result } => {
+                if self.pending.contains_key(&utterance) {
+                    self.arrived.insert(utterance, result);
+                }
+                self.handle_arrived(now, &mut out);
+            }
+            Event::Mark(name) => self.on_mark(&name, now, &mut out),
+            Event::Tick => self.on_tick(now, &mut out),
+            Event::Hangup => {
+                self.decision(now, "caller_hangup", "the caller ended the call", &mut out);
+                self.done = true;
+            }
+            Event::Fault(why) => {
+                tracing::warn!(call_sid = %self.info.call_sid, %why, "fault mid-call: handing over");
+                self.decision(now, "fault", &why, &mut out);
+                self.transfer(Reason::NotUnderstood, Priority::High, now, &mut out);
+            }
+            Event::Overloaded => {
+                self.decision(now, "overload", "the line is at capacity", &mut out);
+                self.transfer(Reason::Dialplan, Priority::Normal, now, &mut out);
+            }
+        }
+        out
+    }
+
+    fn on_audio(&mut self, bytes: &[u8], now: Millis, out: &mut Vec<Action>) {
+        let mut events = std::mem::take(&mut self.frontend_events);
+        events.clear();
+        self.frontend.push_ulaw_bytes(bytes, &mut events);
+        for ev in events.drain(..) {
+            match ev {
+                FrontendEvent::SpeechStart { .. } => {
+                    self.in_speech = true;
+                    self.last_activity = now;
+                    self.maybe_barge_in(now, out);
+                }
+                FrontendEvent::Utterance(u) => {
+                    self.in_speech = false;
+                    self.last_activity = now;
+                    let id = self.next_utterance;
+                    self.next_utterance += 1;
+                    self.pending.insert(id, Some(u.prosody));
+                    let lag = u.detected_ms.saturating_sub(u.end_ms);
+                    out.push(Action::Transcribe {
+                        utterance: id,
+                        samples: u.samples,
+                        initial_prompt: self.book.stt_prompt.clone(),
+                        speech_ended: now.saturating_sub(lag),
+                    });
+                }
+            }
+        }
+        self.frontend_events = events;
+    }
+
+    fn maybe_barge_in(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let Some(p) = &self.playing else { return };
+        if self.goodbye_mark.is_some() || now < p.started + BARGE_IN_GUARD_MS {
+            return;
+        }
+        self.interrupted = Some(p.prompt.clone());
+        self.decision(now, "barge_in", &format!("caller spoke over `{}`", p.prompt), out);
+        self.playing = None;
+        out.push(Action::Clear);
+    }
+
+    fn on_dtmf(&mut self, digit: char, now: Millis, out: &mut Vec<Action>) {
+        self.line(now, Speaker::Caller, format!("[pressed {digit}]"), None, None, out);
+        self.last_activity = now;
+        if digit == '0' {
+            self.counters.dtmf_zero += 1;
+            let priority = if self.counters.dtmf_zero > 1 || self.upset() {
+                Priority::High
+            } else {
+                Priority::Normal
+            };
+            self.transfer(Reason::Dtmf, priority, now, out);
+        }
+    }
+
+    fn on_mark(&mut self, name: &str, now: Millis, out: &mut Vec<Action>) {
+        if self.playing.as_ref().is_some_and(|p| p.mark == name) {
+            self.playing = None;
+            self.last_activity = now;
+        }
+        if self.goodbye_mark.as_deref() == Some(name) {
+            self.hang_up(now, out);
+        }
+    }
+
+    fn on_tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if let Some(p) = &self.playing {
+            if now >= p.started + p.duration + MARK_GRACE_MS {
+                tracing::warn!(call_sid = %self.info.call_sid, mark = %p.mark, "mark never echoed");
+                let mark = p.mark.clone();
+                self.on_mark(&mark, now, out);
+            }
+            return;
+        }
+        if self.in_speech || !self.pending.is_empty() || self.goodbye_mark.is_some() {
+            return;
+        }
+        if now < self.last_activity + self.book.dialplan.escalation.silence_reprompt_ms {
+            return;
+        }
+        self.silence_prompts += 1;
+        if self.silence_prompts == 1 {
+            self.decision(now, "silence", "no answer from the caller", out);
+            self.play("still_there", now, out);
+        } else {
+            self.decision(now, "silence", "no answer after a reprompt", out);
+            self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
+        }
+    }
+
+    fn handle_arrived(&mut self, now: Millis, out: &mut Vec<Action>) {
+        while let Some((&id, _)) = self.pending.first_key_value() {
+            let Some(result) = self.arrived.remove(&id) else { break };
+            let prosody = self.pending.remove(&id).flatten();
+            self.on_turn(result, prosody, now, out);
+            if self.done {
+                return;
+            }
+        }
+    }
+
+    fn on_turn(
+        &mut self,
+        result: Result<Transcript, SttFailure>,
+        prosody: Option<Prosody>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let t = match result {
+            Ok(t) => t,
+            Err(failure) => {
+                // Fail open: a caller we cannot transcribe goes to someone who can listen.
+                let why = match failure {
+                    SttFailure::Overloaded => "speech recognition is at capacity".to_string(),
+                    SttFailure::Failed(e) => format!("speech recognition failed: {e}"),
+                };
+                self.decision(now, "stt_failure", &why, out);
+                self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
+                return;
+            }
+        };
+        let text = clean_transcript(&t.text);
+        if !text.is_empty() {
+            self.line(now, Speaker::Caller, text.clone(), Some(t.confidence), prosody, out);
+        }
+        let signals = self.signals(&text, t.confidence, prosody.as_ref());
+        let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
+        self.absorb(&signals, &decision, &text);
+        self.decision(now, decision_name(&decision), &text, out);
+        self.silence_prompts = 0;
+        let upset = self.upset();
+        match decision {
+            Decision::Transfer { reason, priority } => self.transfer(reason, priority, now, out),
+            Decision::Answer { answer, prompt } => {
+                self.tried.push(format!("answered the {answer} question"));
+                let id = self.variant(&prompt, upset);
+                self.play(&id, now, out);
+            }
+            Decision::Goodbye => {
+                let id = self.book.dialplan.goodbye_prompt.clone();
+                self.play(&id, now, out);
+                self.goodbye_mark = self.playing.as_ref().map(|p| p.mark.clone());
+                if self.goodbye_mark.is_none() {
+                    self.hang_up(now, out);
+                }
+            }
+            Decision::Clarify => {
+                self.tried.push("asked one clarifying question".into());
+                let id = self.variant("clarify", upset);
+                self.play(&id, now, out);
+            }
+            Decision::RepeatPlease => self.play("repeat_unclear", now, out),
+            Decision::Ignore => {
+                if let Some(prompt) = self.interrupted.take() {
+                    self.play(&prompt, now, out);
+                }
+            }
+        }
+    }
+
+    fn signals(&mut self, text: &str, confidence: f32, prosody: Option<&Prosody>) -> TurnSignals {
+        if text.is_empty() {
+            return TurnSignals { empty: true, ..Default::default() };
+        }
+        let request = agent_request::detect(text);
+        let lexical = sentiment::lexical(text);
+        let turn_tone = self.tone.observe(&lexical, prosody);
+        let first = self.tone.history().first().copied().unwrap_or(turn_tone.score);
+        let answer = intent::classify(text, &self.book.answers).and_then(|m| {
+            let a = self.book.dialplan.answers.iter().find(|a| a.name == m.name)?;
+            Some((a.name.clone(), a.prompt.clone(), m.score))
+        });
+        TurnSignals {
+            agent_requests: if request.declined { 0 } else { request.count },
+            declined_agent: request.declined,
+            strong_negative: lexical.strong_negative,
+            repeat_contact: lexical.repeat_contact,
+            tone_score: turn_tone.score,
+            trend: Some(self.tone.trend()),
+            tone_drop: first - turn_tone.score,
+            intent: intent::classify(text, &self.book.intents).map(|m| (m.name.to_string(), m.score)),
+            answer,
+            goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
+            confidence,
+            empty: false,
+        }
+    }
+
+    /// Folds one turn into what the call has seen.
+    fn absorb(&mut self, s: &TurnSignals, decision: &Decision, text: &str) {
+        if s.empty {
+            return;
+        }
+        self.counters.agent_requests += s.agent_requests;
+        self.counters.repeat_contact |= s.repeat_contact;
+        self.facts.merge(&numbers::extract(text));
+        if let Some((name, _)) = &s.intent {
+            self.intent = Some(name.clone());
+            self.counters.known_intent = true;
+            self.gist = Some(shorten(text, 16));
+        } else if self.gist.is_none() && !matches!(decision, Decision::Goodbye) {
+            self.gist = Some(shorten(text, 16));
+        }
+        match decision {
+            Decision::Clarify => self.counters.not_understood += 1,
+            Decision::RepeatPlease => self.counters.low_confidence += 1,
+            _ => {}
+        }
+        if s.strong_negative || s.tone_score < 0.0 {
+            self.gist = Some(shorten(text, 16));
+        }
+    }
+
+    fn upset(&self) -> bool {
+        matches!(self.tone.last_label(), Some(ToneLabel::Frustrated | ToneLabel::Angry))
+    }
+
+    fn variant(&self, id: &str, upset: bool) -> String {
+        self.book
+            .prompts
+            .variant(id, upset)
+            .map_or_else(|| id.to_string(), |p| p.id.clone())
+    }
+
+    fn play(&mut self, id: &str, now: Millis, out: &mut Vec<Action>) {
+        let Some(prompt) = self.book.prompts.get(id).cloned() else {
+            // A dialplan validated at load cannot get here; a missing prompt must still not
+            // leave the caller in silence.
+            self.decision(now, "fault", &format!("prompt `{id}` missing"), out);
+            self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
+            return;
+        };
+        if self.playing.take().is_some() {
+            out.push(Action::Clear);
+        }
+        self.interrupted = None;
+        self.next_mark += 1;
+        let mark = format!("{}-{}", prompt.id, self.next_mark);
+        self.line(now, Speaker::System, prompt.text.clone(), None, None, out);
+        self.playing = Some(Playing {
+            mark: mark.clone(),
+            prompt: prompt.id.clone(),
+            started: now,
+            duration: prompt.duration_ms(),
+        });
+        out.push(Action::Play {
+            prompt: prompt.id.clone(),
+            text: prompt.text.clone(),
+            audio: prompt.ulaw.clone(),
+            mark,
+        });
+    }
+
+    fn hang_up(&mut self, now: Millis, out: &mut Vec<Action>) {
+        self.decision(now, "hangup", "goodbye played", out);
+        self.done = true;
+        out.push(Action::Hangup);
+    }
+
+    fn transfer(&mut self, reason: Reason, priority: Priority, now: Millis, out: &mut Vec<Action>) {
+        let plan = &self.book.dialplan;
+        let queue_name = self
+            .intent
+            .as_ref()
+            .and_then(|i| plan.intents.iter().find(|x| &x.name == i))
+            .map_or(plan.fallback_queue.as_str(), |i| i.queue.as_str());
+        let Some(queue) = plan.queue(queue_name).or_else(|| plan.queues.first()) else {
+            return;
+        };
+        let mood = self.tone.describe();
+        let upset = self.upset() || matches!(reason, Reason::NegativeSentiment);
+        let input = SummaryInput {
+            queue: &queue.name,
+            intent: self.intent.as_deref(),
+            reason,
+            priority,
+            facts: &self.facts,
+            mood: &mood,
+            upset,
+            agent_requests: self.counters.agent_requests,
+            tried: &self.tried,
+            gist: self.gist.as_deref(),
+            repeat_contact: self.counters.repeat_contact,
+        };
+        let card = ContextCard {
+            call_sid: self.info.call_sid.clone(),
+            from: self.info.from.clone(),
+            to: self.info.to.clone(),
+            queue: queue.name.clone(),
+            target: queue.target.as_str().to_string(),
+            reason: reason.as_str().to_string(),
+            priority,
+            intent: self.intent.clone(),
+            facts: self.facts.clone(),
+            sentiment: SentimentSummary {
+                score: self.tone.current(),
+                trend: self.tone.trend().as_str().to_string(),
+                label: self
+                    .tone
+                    .last_label()
+                    .unwrap_or(ToneLabel::Calm)
+                    .as_str()
+                    .to_string(),
+            },
+            agent_requests: self.counters.agent_requests,
+            summary: handoff::written_summary(&input),
+            spoken_summary: handoff::spoken_summary(&input),
+            transcript: self.transcript.clone(),
+            started_at: self.info.started_at.to_rfc3339(),
+            handoff_at: (self.info.started_at + Duration::milliseconds(now as i64)).to_rfc3339(),
+        };
+        let handoff = Handoff {
+            id: self.info.handoff_id.clone(),
+            caller_say: handoff::caller_line(&input),
+            sip: matches!(queue.target, Target::Sip(_)),
+            card,
+        };
+        self.decision(
+            now,
+            "transfer",
+            &format!("{} to {} ({})", reason.as_str(), queue.name, priority.as_str()),
+            out,
+        );
+        out.push(Action::Record(Record::Handoff {
+            id: handoff.id.clone(),
+            card: Box::new(handoff.card.clone()),
+        }));
+        if self.playing.take().is_some() {
+            out.push(Action::Clear);
+        }
+        self.done = true;
+        out.push(Action::Transfer(Box::new(handoff)));
+    }
+
+    fn line(
+        &mut self,
+        now: Millis,
+        speaker: Speaker,
+        text: String,
+        confidence: Option<f32>,
+        prosody: Option<Prosody>,
+        out: &mut Vec<Action>,
+    ) {
+        let prompt = match speaker {
+            Speaker::System => self.playing.as_ref().map(|p| p.prompt.clone()),
+            Speaker::Caller => None,
+        };
+        let line = TranscriptLine { t_ms: now, speaker, text, confidence, prompt, prosody };
+        self.transcript.push(line.clone());
+        out.push(Action::Record(Record::Line(line)));
+    }
+
+    fn decision(&self, now: Millis, decision: &str, detail: &str, out: &mut Vec<Action>) {
+        tracing::info!(call_sid = %self.info.call_sid, t_ms = now, decision, detail, "decision");
+        out.push(Action::Record(Record::Decision {
+            t_ms: now,
+            decision: decision.to_string(),
+            detail: detail.to_string(),
+        }));
+    }
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::Transfer { .. } => "escalate",
+        Decision::Answer { .. } => "answer",
+        Decision::Goodbye => "goodbye",
+        Decision::Clarify => "clarify",
+        Decision::RepeatPlease => "repeat_please",
+        Decision::Ignore => "ignore",
+    }
+}
+
+/// Whisper marks non-speech as "[BLANK_AUDIO]", "(music)", "*cough*"; those are not words.
+fn clean_transcript(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0i32;
+    for c in text.chars() {
+        match c {
+            '[' | '(' | '*' if depth == 0 || c != '*' => depth += 1,
+            ']' | ')' => depth = (depth - 1).max(0),
+            '*' => depth = 0,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    let trimmed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if trimmed.chars().any(|c| c.is_alphanumeric()) {
+        trimmed
+    } else {
+        String::new()
+    }
+}
+
+fn shorten(text: &str, words: usize) -> String {
+    let w: Vec<&str> = text.split_whitespace().collect();
+    if w.len() <= words {
+        text.trim().trim_end_matches(['.', '!', '?']).to_string()
+    } else {
+        format!("{}…", w[..words].join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_speech_markers_are_dropped() {
+        assert_eq!(clean_transcript(" [BLANK_AUDIO]"), "");
+        assert_eq!(clean_transcript(" (music) "), "");
+        assert_eq!(clean_transcript(" *cough* I need an agent."), "I need an agent.");
+        assert_eq!(clean_transcript(" ..."), "");
+        assert_eq!(clean_transcript(" Hello there"), "Hello there");
+    }
+
+    #[test]
+    fn shorten_keeps_short_text_whole() {
+        assert_eq!(shorten("My box arrived damaged.", 16), "My box arrived damaged");
+        assert_eq!(shorten("a b c d", 2), "a b…");
+    }
+}

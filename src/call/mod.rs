@@ -1,0 +1,119 @@
+//! The per-call engine: `feed(event, now) -> actions`.
+//!
+//! Sans-IO: the engine never reads a clock, a socket or a file. The live server and the
+//! fixture replay drive the very same code; they differ only in where events come from and
+//! what they do with the actions.
+
+mod engine;
+mod policy;
+
+pub use engine::{Engine, Playbook};
+pub use policy::{Decision, Reason};
+pub use crate::stt::{SttFailure, Transcript};
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audio::Prosody;
+use crate::handoff::Handoff;
+
+/// Milliseconds since the call started, on whatever clock the driver uses (wall or virtual).
+pub type Millis = u64;
+
+/// What the engine knows about a call when it starts.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    pub call_sid: String,
+    pub from: String,
+    pub to: String,
+    /// Wall-clock start, for the RFC 3339 times on the context card.
+    pub started_at: DateTime<Utc>,
+    /// Unguessable id for this call's handoff (the agent-whisper URL carries it).
+    pub handoff_id: String,
+}
+
+/// Something that happened on the call.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// One or more 20 ms frames of caller audio, 8 kHz μ-law.
+    Audio(&'a [u8]),
+    /// The caller pressed a key.
+    Dtmf(char),
+    /// The transcription requested by [`Action::Transcribe`] with this id.
+    Transcribed {
+        utterance: u64,
+        result: Result<Transcript, SttFailure>,
+    },
+    /// The provider echoed a mark: everything queued before it has been played (or cleared).
+    Mark(String),
+    /// Time passed with nothing else to report.
+    Tick,
+    /// The stream ended from the caller's side (hang-up or provider stop).
+    Hangup,
+    /// Something failed around the engine (socket, store, provider): hand the caller over.
+    Fault(String),
+    /// The line is at capacity: hand the caller over rather than make them wait.
+    Overloaded,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Stream a prompt's audio, then a mark with this name.
+    Play {
+        prompt: String,
+        text: String,
+        audio: Arc<[u8]>,
+        mark: String,
+    },
+    /// Drop all audio still queued for the caller (barge-in).
+    Clear,
+    /// Transcribe this utterance and feed back [`Event::Transcribed`].
+    Transcribe {
+        utterance: u64,
+        samples: Vec<f32>,
+        initial_prompt: Arc<str>,
+        /// When the caller stopped speaking, on the engine's clock (decision latency starts here).
+        speech_ended: Millis,
+    },
+    /// Hand the caller to a human.
+    Transfer(Box<Handoff>),
+    /// End the call (after a goodbye has played).
+    Hangup,
+    /// Persist this before acting on anything else.
+    Record(Record),
+}
+
+/// Who spoke a transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Caller,
+    System,
+}
+
+/// One line of the call transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    pub t_ms: Millis,
+    pub speaker: Speaker,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub confidence: Option<f32>,
+    /// Prompt id for system lines.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prosody: Option<Prosody>,
+}
+
+/// What the store keeps, written as the call goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Line(TranscriptLine),
+    Decision { t_ms: Millis, decision: String, detail: String },
+    Handoff { id: String, card: Box<crate::handoff::ContextCard> },
+}

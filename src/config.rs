@@ -1,0 +1,194 @@
+//! Settings: a TOML file, overridden by the environment variables of CONTRACT.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::audio::frontend::FrontendConfig;
+use crate::stt::engine::SttConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("settings file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{var}={value:?}: {message}")]
+    Env { var: &'static str, value: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// What the provider calls back; the media WebSocket URL is derived from it.
+    pub public_url: String,
+    pub dialplan: PathBuf,
+    pub prompts_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// A ggml Whisper model; when unset the default model is pulled into `models_dir`.
+    pub model: Option<PathBuf>,
+    pub models_dir: PathBuf,
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<String>,
+    pub twilio_api_base: String,
+    pub validate_signatures: bool,
+    pub handoff_webhook: Option<String>,
+    /// Calls served at once; beyond this, new calls go straight to a human.
+    pub max_calls: usize,
+    pub stt: SttConfig,
+    pub audio: FrontendConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".parse().expect("valid literal address"),
+            public_url: "http://127.0.0.1:8080".into(),
+            dialplan: "dialplans/support.toml".into(),
+            prompts_dir: "voice-prompts".into(),
+            data_dir: "data".into(),
+            model: None,
+            models_dir: "models".into(),
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_api_base: "https://api.twilio.com".into(),
+            validate_signatures: true,
+            handoff_webhook: None,
+            max_calls: 64,
+            stt: SttConfig::default(),
+            audio: FrontendConfig::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `file` (if given), then applies the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut s = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        s.apply_env(|k| std::env::var(k).ok())?;
+        Ok(s)
+    }
+
+    /// Applies overrides from a variable lookup (the process environment, or a map in tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let nonempty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(v) = nonempty("WARMLINE_LISTEN") {
+            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                var: "WARMLINE_LISTEN",
+                value: v.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(v) = nonempty("WARMLINE_PUBLIC_URL") {
+            self.public_url = v;
+        }
+        if let Some(v) = nonempty("WARMLINE_DIALPLAN") {
+            self.dialplan = v.into();
+        }
+        if let Some(v) = nonempty("WARMLINE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = nonempty("WARMLINE_MODEL") {
+            self.model = Some(v.into());
+        }
+        if let Some(v) = nonempty("TWILIO_ACCOUNT_SID") {
+            self.twilio_account_sid = Some(v);
+        }
+        if let Some(v) = nonempty("TWILIO_AUTH_TOKEN") {
+            self.twilio_auth_token = Some(v);
+        }
+        if let Some(v) = nonempty("WARMLINE_TWILIO_API_BASE") {
+            self.twilio_api_base = v;
+        }
+        if let Some(v) = nonempty("WARMLINE_VALIDATE_SIGNATURES") {
+            self.validate_signatures = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "WARMLINE_VALIDATE_SIGNATURES",
+                        value: v,
+                        message: "expected true or false".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = nonempty("WARMLINE_HANDOFF_WEBHOOK") {
+            self.handoff_webhook = Some(v);
+        }
+        self.public_url = self.public_url.trim_end_matches('/').to_string();
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(ConfigError::Env {
+                var: "WARMLINE_PUBLIC_URL",
+                value: self.public_url.clone(),
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The media WebSocket URL the provider connects to: `ws(s)://…/twilio/media`.
+    pub fn media_ws_url(&self) -> String {
+        let ws = if let Some(rest) = self.public_url.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            format!("ws://{}", self.public_url.trim_start_matches("http://"))
+        };
+        format!("{ws}/twilio/media")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn env_overrides_file_and_derives_wss() {
+        let mut s: Settings = toml::from_str("public_url = \"http://a\"\nmax_calls = 3").unwrap();
+        s.apply_env(env(&[
+            ("WARMLINE_PUBLIC_URL", "https://line.example.com/"),
+            ("WARMLINE_VALIDATE_SIGNATURES", "false"),
+            ("WARMLINE_LISTEN", "0.0.0.0:9000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.media_ws_url(), "wss://line.example.com/twilio/media");
+        assert!(!s.validate_signatures);
+        assert_eq!(s.max_calls, 3);
+        assert_eq!(s.listen.port(), 9000);
+    }
+
+    #[test]
+    fn bad_env_values_are_named() {
+        let mut s = Settings::default();
+        let e = s.apply_env(env(&[("WARMLINE_VALIDATE_SIGNATURES", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("WARMLINE_VALIDATE_SIGNATURES"), "{e}");
+        let e = s.apply_env(env(&[("WARMLINE_LISTEN", "nope")])).unwrap_err();
+        assert!(e.to_string().contains("WARMLINE_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn unknown_setting_is_refused() {
+        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! warmline: a voice line that answers a support number and never traps a caller.
+//!
+//! Data flows one way: socket → provider codec → call engine → actions → provider codec /
+//! STT pool / REST client / store. The call engine ([`call`]) never touches a socket, a clock
+//! or a file, so live calls and fixture replays share one brain.
+
+pub mod analysis;
+pub mod audio;
+pub mod call;
+pub mod config;
+pub mod dialplan;
+pub mod handoff;
+pub mod prompts;
+pub mod replay;
+pub mod setup;
+pub mod stt;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod telephony;

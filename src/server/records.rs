@@ -1,0 +1,94 @@
+//! Writes call records in the order they happened, off the async runtime.
+//!
+//! One writer thread owns the ordering: call tasks hand it operations through a channel and
+//! never block on SQLite. Turns are stored before the engine's decision is acted on (the
+//! operation is queued first), and a write error is logged, never fatal for the call.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crate::call::{Record, Speaker};
+use crate::store::Store;
+
+pub enum Op {
+    Begin { call_sid: String, from: String, to: String, started_at: String },
+    Record { call_sid: String, record: Record },
+    TransferStatus { handoff_id: String, status: &'static str, detail: String },
+    Finish { call_sid: String, outcome: String, ended_at: String },
+    Flush(mpsc::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct RecordWriter {
+    tx: Arc<Mutex<mpsc::Sender<Op>>>,
+}
+
+impl RecordWriter {
+    pub fn spawn(store: Store) -> RecordWriter {
+        let (tx, rx) = mpsc::channel::<Op>();
+        thread::Builder::new()
+            .name("warmline-records".into())
+            .spawn(move || {
+                for op in rx {
+                    apply(&store, op);
+                }
+            })
+            .expect("spawning the record writer thread");
+        RecordWriter { tx: Arc::new(Mutex::new(tx)) }
+    }
+
+    pub fn send(&self, op: Op) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if tx.send(op).is_err() {
+            tracing::error!("record writer is gone; a call record was not stored");
+        }
+    }
+
+    /// Waits until everything queued so far is written.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = mpsc::channel();
+        self.send(Op::Flush(done_tx));
+        let _ = done_rx.recv();
+    }
+}
+
+fn apply(store: &Store, op: Op) {
+    let result = match op {
+        Op::Begin { call_sid, from, to, started_at } => store.begin_call(&call_sid, &from, &to, &started_at),
+        Op::Record { call_sid, record } => match record {
+            Record::Line(l) => store.add_line(
+                &call_sid,
+                l.t_ms,
+                match l.speaker {
+                    Speaker::Caller => "caller",
+                    Speaker::System => "system",
+                },
+                &l.text,
+                l.confidence,
+                l.prompt.as_deref(),
+            ),
+            Record::Decision { t_ms, decision, detail } => store.add_decision(&call_sid, t_ms, &decision, &detail),
+            Record::Handoff { id, card } => match serde_json::to_value(&*card) {
+                Ok(mut json) => {
+                    // The stream-ended fallback needs the id to point the agent whisper at it.
+                    json["handoff_id"] = serde_json::Value::String(id.clone());
+                    store.save_handoff(&id, &call_sid, &json, &card.spoken_summary)
+                }
+                Err(e) => {
+                    tracing::error!(%call_sid, error = %e, "cannot serialize the context card");
+                    Ok(())
+                }
+            },
+        },
+        Op::TransferStatus { handoff_id, status, detail } => store.set_transfer_status(&handoff_id, status, &detail),
+        Op::Finish { call_sid, outcome, ended_at } => store.finish_call(&call_sid, &outcome, &ended_at),
+        Op::Flush(done) => {
+            let _ = done.send(());
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "storing a call record failed");
+    }
+}

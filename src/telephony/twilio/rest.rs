@@ -1,0 +1,560 @@
+//! Twilio REST client: the call update that transfers a live call, and the handoff webhook.
+//!
+//! A transfer that fails is a caller left talking to a bot that already said "connecting
+//! you", so transient failures (5xx, 429, timeouts, connection errors) are retried with
+//! exponential backoff and every failure has a typed reason for the call record and metrics.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+/// Twilio's error code for updating a call that has already ended.
+const CALL_NOT_IN_PROGRESS: i64 = 21220;
+/// How much of an error body is kept: enough to read Twilio's message, not a whole page.
+const BODY_SNIPPET: usize = 512;
+/// The handoff webhook must not hold up the transfer; it is retried once on 5xx.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries, including the first.
+    pub attempts: u32,
+    /// Wait before the second try; multiplied by `factor` for each further one.
+    pub first_backoff: Duration,
+    pub factor: u32,
+    /// Per-request limit; a hung Twilio edge must not hold the caller in silence.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            first_backoff: Duration::from_millis(200),
+            factor: 2,
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed try number `failed` (1-based).
+    fn backoff(&self, failed: u32) -> Duration {
+        let factor = self.factor.max(1).saturating_pow(failed.saturating_sub(1));
+        self.first_backoff.saturating_mul(factor)
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum RestError {
+    #[error("no Twilio account SID / auth token configured")]
+    NoCredentials,
+    #[error("Twilio rejected the credentials")]
+    Unauthorized,
+    #[error("the call is no longer in progress (Twilio 21220)")]
+    CallNotInProgress,
+    #[error("rejected with HTTP {status}: {body}")]
+    Rejected { status: u16, body: String },
+    #[error("gave up after {attempts} attempts; last: {last}")]
+    Exhausted { attempts: u32, last: String },
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl RestError {
+    /// Stable label for `transfer_failures_total{kind}` and the call record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoCredentials => "no_credentials",
+            Self::Unauthorized => "unauthorized",
+            Self::CallNotInProgress => "call_not_in_progress",
+            Self::Rejected { .. } => "rejected",
+            Self::Exhausted { .. } => "exhausted",
+            Self::Transport(_) => "transport",
+        }
+    }
+}
+
+/// A successful call update; `attempts` > 1 means Twilio needed retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateOk {
+    pub attempts: u32,
+}
+
+/// What one try amounted to.
+enum Try {
+    Done,
+    Final(RestError),
+    Retry(String),
+}
+
+#[derive(Clone)]
+pub struct TwilioRest {
+    client: reqwest::Client,
+    api_base: String,
+    account_sid: String,
+    auth_token: String,
+    policy: RetryPolicy,
+}
+
+/// Hand-written so the auth token never reaches a log line.
+impl fmt::Debug for TwilioRest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwilioRest")
+            .field("api_base", &self.api_base)
+            .field("account_sid", &self.account_sid)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TwilioRest {
+    pub fn new(
+        api_base: &str,
+        account_sid: &str,
+        auth_token: &str,
+        policy: RetryPolicy,
+    ) -> Result<Self, RestError> {
+        if account_sid.trim().is_empty() || auth_token.trim().is_empty() {
+            return Err(RestError::NoCredentials);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .build()
+            .map_err(|e| RestError::Transport(e.to_string()))?;
+        Ok(Self {
+            client,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.to_owned(),
+            policy,
+        })
+    }
+
+    /// The underlying HTTP client, shareable for the handoff webhook.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn call_url(&self, call_sid: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+            self.api_base, self.account_sid, call_sid
+        )
+    }
+
+    /// Replaces the live call's TwiML (Twilio abandons the running `<Connect><Stream>`).
+    ///
+    /// Retried on 5xx, 429, timeouts and connection errors; other 4xx are final. A timed-out
+    /// try may still have reached Twilio, so a retry can re-run the TwiML; re-dialling the
+    /// agent is the lesser harm than leaving the caller stranded.
+    pub async fn update_call_twiml(
+        &self,
+        call_sid: &str,
+        twiml: &str,
+    ) -> Result<UpdateOk, RestError> {
+        let url = self.call_url(call_sid);
+        let attempts = self.policy.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.try_update(&url, twiml).await {
+                Try::Done => return Ok(UpdateOk { attempts: attempt }),
+                Try::Final(err) => return Err(err),
+                Try::Retry(why) => last = why,
+            }
+            tracing::warn!(call_sid, attempt, reason = %last, "Twilio call update failed");
+            if attempt < attempts {
+                tokio::time::sleep(self.policy.backoff(attempt)).await;
+            }
+        }
+        Err(RestError::Exhausted { attempts, last })
+    }
+
+    async fn try_update(&self, url: &str, twiml: &str) -> Try {
+        let sent = self
+            .client
+            .post(url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(&[("Twiml", twiml)])
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Try::Done;
+        }
+        let body = body_snippet(response).await;
+        classify_update_failure(status, body)
+    }
+}
+
+fn transport_failure(err: &reqwest::Error) -> Try {
+    if err.is_builder() {
+        Try::Final(RestError::Transport(err.to_string()))
+    } else {
+        Try::Retry(describe(err))
+    }
+}
+
+/// reqwest's top-level message hides whether it was a timeout or a refused connection.
+fn describe(err: &reqwest::Error) -> String {
+    let what = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    let mut text = format!("{what}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn classify_update_failure(status: StatusCode, body: String) -> Try {
+    if is_transient(status) {
+        return Try::Retry(format!("HTTP {}: {body}", status.as_u16()));
+    }
+    let err = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RestError::Unauthorized,
+        _ if twilio_code(&body) == Some(CALL_NOT_IN_PROGRESS) => RestError::CallNotInProgress,
+        _ => RestError::Rejected {
+            status: status.as_u16(),
+            body,
+        },
+    };
+    Try::Final(err)
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+fn twilio_code(body: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("code")?
+        .as_i64()
+}
+
+async fn body_snippet(response: reqwest::Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    match text.char_indices().nth(BODY_SNIPPET) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// POSTs the context card to the handoff webhook; one retry on 5xx or a transport error,
+/// because the card is also stored with the call and the transfer must not wait for it.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<(), RestError> {
+    let mut last = String::new();
+    for _ in 0..2 {
+        let sent = client
+            .post(url)
+            .timeout(WEBHOOK_TIMEOUT)
+            .json(body)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().is_server_error() => {
+                last = format!("HTTP {}: {}", r.status().as_u16(), body_snippet(r).await);
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = body_snippet(r).await;
+                return Err(RestError::Rejected { status, body });
+            }
+            Err(e) if e.is_builder() => return Err(RestError::Transport(e.to_string())),
+            Err(e) => last = describe(&e),
+        }
+    }
+    Err(RestError::Exhausted { attempts: 2, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use axum::extract::{Path, State};
+    use axum::http::HeaderMap;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+    use axum::{Form, Json, Router};
+    use base64::Engine as _;
+
+    const SID: &str = "AC0123";
+    const TOKEN: &str = "s3cret";
+    const TWIML: &str = "<Response><Say>Hi &amp; bye</Say></Response>";
+
+    /// What the fake does on each request, by request number (last one repeats).
+    #[derive(Clone, Copy)]
+    enum Reply {
+        Status(u16),
+        NotInProgress,
+        Hang,
+    }
+
+    #[derive(Clone)]
+    struct Fake {
+        replies: Arc<Vec<Reply>>,
+        hits: Arc<AtomicU32>,
+    }
+
+    fn auth_ok(headers: &HeaderMap) -> bool {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"))
+        );
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+    }
+
+    async fn update(
+        State(fake): State<Fake>,
+        Path((acct, call)): Path<(String, String)>,
+        headers: HeaderMap,
+        Form(form): Form<HashMap<String, String>>,
+    ) -> Response {
+        let n = fake.hits.fetch_add(1, Ordering::SeqCst) as usize;
+        let shape_ok = acct == SID
+            && call == "CA42.json"
+            && form.get("Twiml").map(String::as_str) == Some(TWIML);
+        if !shape_ok {
+            // A teapot cannot be mistaken for any status the client handles on purpose.
+            return axum::http::StatusCode::IM_A_TEAPOT.into_response();
+        }
+        if !auth_ok(&headers) {
+            return (axum::http::StatusCode::UNAUTHORIZED, "{\"code\":20003}").into_response();
+        }
+        let reply = fake.replies[n.min(fake.replies.len() - 1)];
+        match reply {
+            Reply::Status(code) => {
+                let status = axum::http::StatusCode::from_u16(code).unwrap();
+                (status, Json(serde_json::json!({"status": code}))).into_response()
+            }
+            Reply::NotInProgress => (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "code": 21220,
+                    "message": "Call is not in-progress. Cannot redirect.",
+                    "status": 400
+                })),
+            )
+                .into_response(),
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                axum::http::StatusCode::OK.into_response()
+            }
+        }
+    }
+
+    async fn serve(replies: Vec<Reply>) -> (String, Arc<AtomicU32>) {
+        let hits = Arc::new(AtomicU32::new(0));
+        let fake = Fake {
+            replies: Arc::new(replies),
+            hits: hits.clone(),
+        };
+        let app = Router::new()
+            .route("/2010-04-01/Accounts/{acct}/Calls/{call}", post(update))
+            .with_state(fake);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/"), hits)
+    }
+
+    fn fast_policy() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(10),
+            factor: 2,
+            request_timeout: Duration::from_millis(300),
+        }
+    }
+
+    fn client(base: &str, token: &str) -> TwilioRest {
+        TwilioRest::new(base, SID, token, fast_policy()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let (base, hits) = serve(vec![
+            Reply::Status(503),
+            Reply::Status(503),
+            Reply::Status(200),
+        ])
+        .await;
+        let ok = client(&base, TOKEN)
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap();
+        assert_eq!(ok, UpdateOk { attempts: 3 });
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn retries_429() {
+        let (base, hits) = serve(vec![Reply::Status(429), Reply::Status(200)]).await;
+        let ok = client(&base, TOKEN)
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap();
+        assert_eq!(ok.attempts, 2);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_final() {
+        let (base, hits) = serve(vec![Reply::Status(200)]).await;
+        let err = client(&base, "wrong")
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RestError::Unauthorized), "{err:?}");
+        assert_eq!(err.kind(), "unauthorized");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn call_not_in_progress_is_final() {
+        let (base, hits) = serve(vec![Reply::NotInProgress]).await;
+        let err = client(&base, TOKEN)
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RestError::CallNotInProgress), "{err:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn other_4xx_is_rejected_without_retry() {
+        let (base, hits) = serve(vec![Reply::Status(404)]).await;
+        let err = client(&base, TOKEN)
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RestError::Rejected { status: 404, .. }),
+            "{err:?}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn hanging_server_exhausts_after_timeouts() {
+        let (base, hits) = serve(vec![Reply::Hang]).await;
+        let policy = RetryPolicy {
+            attempts: 3,
+            request_timeout: Duration::from_millis(150),
+            ..fast_policy()
+        };
+        let rest = TwilioRest::new(&base, SID, TOKEN, policy).unwrap();
+        let started = std::time::Instant::now();
+        let err = rest.update_call_twiml("CA42", TWIML).await.unwrap_err();
+        let RestError::Exhausted { attempts, last } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(*attempts, 3);
+        assert!(last.contains("timeout"), "{last}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn refused_connection_exhausts() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let err = client(&base, TOKEN)
+            .update_call_twiml("CA42", TWIML)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RestError::Exhausted { attempts: 4, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn missing_credentials() {
+        let err = TwilioRest::new("http://x", "", TOKEN, RetryPolicy::default()).unwrap_err();
+        assert!(matches!(err, RestError::NoCredentials));
+        let err = TwilioRest::new("http://x", SID, " ", RetryPolicy::default()).unwrap_err();
+        assert_eq!(err.kind(), "no_credentials");
+    }
+
+    #[test]
+    fn debug_hides_token() {
+        let rest = TwilioRest::new("http://x", SID, TOKEN, RetryPolicy::default()).unwrap();
+        assert!(!format!("{rest:?}").contains(TOKEN));
+    }
+
+    #[test]
+    fn backoff_grows_by_factor() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1), Duration::from_millis(200));
+        assert_eq!(p.backoff(2), Duration::from_millis(400));
+        assert_eq!(p.backoff(3), Duration::from_millis(800));
+    }
+
+    async fn webhook_server(statuses: Vec<u16>) -> (String, Arc<AtomicU32>) {
+        let hits = Arc::new(AtomicU32::new(0));
+        let counter = hits.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |Json(card): Json<serde_json::Value>| {
+                let n = counter.fetch_add(1, Ordering::SeqCst) as usize;
+                let code = statuses[n.min(statuses.len() - 1)];
+                async move {
+                    assert_eq!(card["call_sid"], "CA42");
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/hook"), hits)
+    }
+
+    #[tokio::test]
+    async fn webhook_retries_once_on_5xx() {
+        let card = serde_json::json!({"call_sid": "CA42"});
+        let http = reqwest::Client::new();
+
+        let (url, hits) = webhook_server(vec![500, 200]).await;
+        post_json(&http, &url, &card).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (url, hits) = webhook_server(vec![502]).await;
+        let err = post_json(&http, &url, &card).await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Exhausted { attempts: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        let (url, hits) = webhook_server(vec![400]).await;
+        let err = post_json(&http, &url, &card).await.unwrap_err();
+        assert!(
+            matches!(err, RestError::Rejected { status: 400, .. }),
+            "{err:?}"
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,66 @@
+//! Every fixture call, through the real engine and the real Whisper model, must reach the
+//! decision, queue, reason, priority, facts and timing its file expects.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use warmline::replay::{self, Ending, Replayed};
+
+type Results = Vec<Result<Replayed, (PathBuf, String)>>;
+
+/// Both tests read one replay of all fixtures: the model is the expensive part.
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let stt = common::stt();
+        replay::replay_all(&common::fixture_paths(), common::playbook(), stt.as_ref())
+    })
+}
+
+#[test]
+fn every_fixture_call_meets_its_expectation() {
+    let paths = common::fixture_paths();
+    assert!(paths.len() >= 16, "expected at least 16 fixture calls, found {}", paths.len());
+    let results = results();
+    let mut failures = Vec::new();
+    for r in &results {
+        match r {
+            Ok(r) if r.passed() => {}
+            Ok(r) => failures.push(replay::report(r)),
+            Err((path, e)) => failures.push(format!("{}: {e}\n", path.display())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixture calls failed:\n{}",
+        failures.len(),
+        results.len(),
+        failures.concat()
+    );
+}
+
+#[test]
+fn fixtures_cover_every_queue_and_escape_route() {
+    let mut queues = std::collections::BTreeSet::new();
+    let mut reasons = std::collections::BTreeSet::new();
+    let mut self_served = 0;
+    for r in results().iter().flatten() {
+        match r.outcome.as_ref().map(|o| &o.ending) {
+            Ok(Ending::Transferred(h)) => {
+                queues.insert(h.card.queue.clone());
+                reasons.insert(h.card.reason.clone());
+            }
+            Ok(Ending::HungUp) => self_served += 1,
+            _ => {}
+        }
+    }
+    for q in ["billing", "orders", "technical", "general"] {
+        assert!(queues.contains(q), "no fixture call reached queue {q}: {queues:?}");
+    }
+    for reason in ["explicit_request", "repeated_request", "dtmf", "negative_sentiment", "not_understood", "dialplan"] {
+        assert!(reasons.contains(reason), "no fixture call escalated for {reason}: {reasons:?}");
+    }
+    assert!(self_served >= 3, "only {self_served} self-served calls ended with a goodbye");
+}
