@@ -11,11 +11,18 @@ use crate::stt::engine::SttConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read settings file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("settings file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{var}={value:?}: {message}")]
-    Env { var: &'static str, value: String, message: String },
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,11 +94,13 @@ impl Settings {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let nonempty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(v) = nonempty("WARMLINE_LISTEN") {
-            self.listen = v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                var: "WARMLINE_LISTEN",
-                value: v.clone(),
-                message: e.to_string(),
-            })?;
+            self.listen = v
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                    var: "WARMLINE_LISTEN",
+                    value: v.clone(),
+                    message: e.to_string(),
+                })?;
         }
         if let Some(v) = nonempty("WARMLINE_PUBLIC_URL") {
             self.public_url = v;
@@ -158,8 +167,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -181,9 +192,16 @@ mod tests {
     #[test]
     fn bad_env_values_are_named() {
         let mut s = Settings::default();
-        let e = s.apply_env(env(&[("WARMLINE_VALIDATE_SIGNATURES", "maybe")])).unwrap_err();
-        assert!(e.to_string().contains("WARMLINE_VALIDATE_SIGNATURES"), "{e}");
-        let e = s.apply_env(env(&[("WARMLINE_LISTEN", "nope")])).unwrap_err();
+        let e = s
+            .apply_env(env(&[("WARMLINE_VALIDATE_SIGNATURES", "maybe")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("WARMLINE_VALIDATE_SIGNATURES"),
+            "{e}"
+        );
+        let e = s
+            .apply_env(env(&[("WARMLINE_LISTEN", "nope")]))
+            .unwrap_err();
         assert!(e.to_string().contains("WARMLINE_LISTEN"), "{e}");
     }
 

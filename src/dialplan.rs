@@ -228,12 +228,16 @@ impl Dialplan {
             } else {
                 Err(invalid(
                     id.span(),
-                    format!("unknown prompt `{}` (not in the prompt library)", id.get_ref()),
+                    format!(
+                        "unknown prompt `{}` (not in the prompt library)",
+                        id.get_ref()
+                    ),
                 ))
             }
         };
         let check_phrases = |what: &str, phrases: &Spanned<Vec<String>>| {
-            if phrases.get_ref().iter().all(|p| !p.trim().is_empty()) && !phrases.get_ref().is_empty()
+            if phrases.get_ref().iter().all(|p| !p.trim().is_empty())
+                && !phrases.get_ref().is_empty()
             {
                 Ok(())
             } else {
@@ -246,18 +250,26 @@ impl Dialplan {
 
         check_prompt(&raw.greeting)?;
         if raw.queues.get_ref().is_empty() {
-            return Err(invalid(raw.queues.span(), "at least one queue is required".into()));
+            return Err(invalid(
+                raw.queues.span(),
+                "at least one queue is required".into(),
+            ));
         }
         let mut queues = Vec::new();
         let mut names = HashSet::new();
         for q in raw.queues.into_inner() {
             if !names.insert(q.name.get_ref().clone()) {
-                return Err(invalid(q.name.span(), format!("duplicate queue `{}`", q.name.get_ref())));
+                return Err(invalid(
+                    q.name.span(),
+                    format!("duplicate queue `{}`", q.name.get_ref()),
+                ));
             }
             let t = q.target.get_ref().trim();
             let target = if t.starts_with("sip:") {
                 Target::Sip(t.to_string())
-            } else if t.starts_with('+') && t.len() > 4 && t[1..].chars().all(|c| c.is_ascii_digit())
+            } else if t.starts_with('+')
+                && t.len() > 4
+                && t[1..].chars().all(|c| c.is_ascii_digit())
             {
                 Target::Number(t.to_string())
             } else {
@@ -266,12 +278,18 @@ impl Dialplan {
                     format!("queue target `{t}` must be an E.164 number (+1555…) or a sip: URI"),
                 ));
             };
-            queues.push(Queue { name: q.name.into_inner(), target });
+            queues.push(Queue {
+                name: q.name.into_inner(),
+                target,
+            });
         }
 
         let fallback_queue = match raw.fallback_queue {
             Some(f) if !names.contains(f.get_ref()) => {
-                return Err(invalid(f.span(), format!("unknown fallback queue `{}`", f.get_ref())));
+                return Err(invalid(
+                    f.span(),
+                    format!("unknown fallback queue `{}`", f.get_ref()),
+                ));
             }
             Some(f) => f.into_inner(),
             None if names.contains("general") => "general".to_string(),
@@ -283,7 +301,11 @@ impl Dialplan {
             if !names.contains(i.queue.get_ref()) {
                 return Err(invalid(
                     i.queue.span(),
-                    format!("intent `{}` routes to unknown queue `{}`", i.name.get_ref(), i.queue.get_ref()),
+                    format!(
+                        "intent `{}` routes to unknown queue `{}`",
+                        i.name.get_ref(),
+                        i.queue.get_ref()
+                    ),
                 ));
             }
             check_phrases(&format!("intent `{}`", i.name.get_ref()), &i.phrases)?;
@@ -328,14 +350,20 @@ impl Dialplan {
     pub fn intent_specs(&self) -> Vec<IntentSpec> {
         self.intents
             .iter()
-            .map(|i| IntentSpec { name: i.name.clone(), phrases: i.phrases.clone() })
+            .map(|i| IntentSpec {
+                name: i.name.clone(),
+                phrases: i.phrases.clone(),
+            })
             .collect()
     }
 
     pub fn answer_specs(&self) -> Vec<IntentSpec> {
         self.answers
             .iter()
-            .map(|a| IntentSpec { name: a.name.clone(), phrases: a.phrases.clone() })
+            .map(|a| IntentSpec {
+                name: a.name.clone(),
+                phrases: a.phrases.clone(),
+            })
             .collect()
     }
 
@@ -383,7 +411,10 @@ phrases = ["bye"]
     fn good_dialplan_loads_with_defaults() {
         let d = Dialplan::parse(GOOD, "t.toml", &lib()).unwrap();
         assert_eq!(d.fallback_queue, "general");
-        assert_eq!(d.queue("tech").unwrap().target, Target::Sip("sip:tech@example.com".into()));
+        assert_eq!(
+            d.queue("tech").unwrap().target,
+            Target::Sip("sip:tech@example.com".into())
+        );
         assert_eq!(d.escalation.repeated_request_after, 2);
         assert_eq!(d.intents[0].queue, "tech");
     }
@@ -399,7 +430,7 @@ phrases = ["bye"]
     fn unknown_queue_is_reported_on_its_line() {
         let bad = GOOD.replace("queue = \"tech\"", "queue = \"nope\"");
         let (line, msg) = err_line(&bad);
-        assert_eq!(line, 13, "{msg}");
+        assert_eq!(line, 12, "{msg}");
         assert!(msg.contains("unknown queue `nope`"), "{msg}");
     }
 
@@ -407,7 +438,7 @@ phrases = ["bye"]
     fn unknown_prompt_is_reported_on_its_line() {
         let bad = GOOD.replace("prompt = \"answer_hours\"", "prompt = \"answer_days\"");
         let (line, msg) = err_line(&bad);
-        assert_eq!(line, 17, "{msg}");
+        assert_eq!(line, 16, "{msg}");
         assert!(msg.contains("answer_days"), "{msg}");
     }
 
@@ -438,7 +469,7 @@ phrases = ["bye"]
     fn empty_phrase_list_is_refused() {
         let bad = GOOD.replace("phrases = [\"internet\"]", "phrases = []");
         let (line, msg) = err_line(&bad);
-        assert_eq!(line, 14, "{msg}");
+        assert_eq!(line, 13, "{msg}");
         assert!(msg.contains("at least one phrase"), "{msg}");
     }
 

@@ -12,7 +12,11 @@ use warmline::replay;
 use warmline::setup;
 
 #[derive(Parser)]
-#[command(name = "warmline", version, about = "A voice line that answers a support number and never traps a caller")]
+#[command(
+    name = "warmline",
+    version,
+    about = "A voice line that answers a support number and never traps a caller"
+)]
 struct Cli {
     /// Settings file (TOML); environment variables override it.
     #[arg(long, global = true)]
@@ -70,7 +74,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve => serve(settings),
         Command::Replay { fixtures, quiet } => replay_cmd(&settings, &fixtures, quiet),
-        Command::Models { command: ModelsCommand::Pull } => {
+        Command::Models {
+            command: ModelsCommand::Pull,
+        } => {
             let path = setup::model_path(&settings)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
@@ -119,7 +125,10 @@ fn replay_cmd(settings: &Settings, paths: &[PathBuf], quiet: bool) -> Result<Exi
             }
         }
     }
-    println!("\n{:<34} {:<6} {:<9} {:<6} {:<20} {:<8} {:<30}", "call", "result", "queue", "after", "reason", "priority", "facts");
+    println!(
+        "\n{:<34} {:<6} {:<9} {:<6} {:<20} {:<8} {:<30}",
+        "call", "result", "queue", "after", "reason", "priority", "facts"
+    );
     for row in rows {
         println!("{row}");
     }
@@ -129,7 +138,11 @@ fn replay_cmd(settings: &Settings, paths: &[PathBuf], quiet: bool) -> Result<Exi
         wall.as_secs_f64(),
         stt_ms as f64 / 1000.0
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn replay_row(r: &replay::Replayed) -> String {
@@ -159,6 +172,9 @@ fn replay_row(r: &replay::Replayed) -> String {
                 h.card.priority.as_str()
             )
         }
-        None => format!("{:<34} {result:<6} {:<9} {:<6} {:<20}", r.fixture.id, "-", "-", "self-serve"),
+        None => format!(
+            "{:<34} {result:<6} {:<9} {:<6} {:<20}",
+            r.fixture.id, "-", "-", "self-serve"
+        ),
     }
 }

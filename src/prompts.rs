@@ -52,8 +52,8 @@ impl PromptLibrary {
             path: path.display().to_string(),
             message,
         };
-        let src = std::fs::read_to_string(&toml_path)
-            .map_err(|e| read_err(&toml_path, e.to_string()))?;
+        let src =
+            std::fs::read_to_string(&toml_path).map_err(|e| read_err(&toml_path, e.to_string()))?;
         let entries: BTreeMap<String, Entry> =
             toml::from_str(&src).map_err(|e| read_err(&toml_path, e.to_string()))?;
         let mut prompts = BTreeMap::new();
@@ -62,7 +62,11 @@ impl PromptLibrary {
             let ulaw = read_wav_8k(&wav)?;
             prompts.insert(
                 id.clone(),
-                Prompt { id, text: entry.text, ulaw: ulaw.into() },
+                Prompt {
+                    id,
+                    text: entry.text,
+                    ulaw: ulaw.into(),
+                },
             );
         }
         Ok(PromptLibrary { prompts })
@@ -78,7 +82,11 @@ impl PromptLibrary {
                 let ulaw = vec![0xFFu8; (ms * 8) as usize];
                 (
                     id.to_string(),
-                    Prompt { id: id.to_string(), text: text.to_string(), ulaw: ulaw.into() },
+                    Prompt {
+                        id: id.to_string(),
+                        text: text.to_string(),
+                        ulaw: ulaw.into(),
+                    },
                 )
             })
             .collect();
@@ -91,10 +99,8 @@ impl PromptLibrary {
 
     /// The prompt `id` in the variant for an upset caller (`<id>_frustrated`) when there is one.
     pub fn variant(&self, id: &str, frustrated: bool) -> Option<&Prompt> {
-        if frustrated {
-            if let Some(p) = self.prompts.get(&format!("{id}_frustrated")) {
-                return Some(p);
-            }
+        if frustrated && let Some(p) = self.prompts.get(&format!("{id}_frustrated")) {
+            return Some(p);
         }
         self.get(id)
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::call::Playbook;
 use crate::config::Settings;
@@ -17,12 +17,19 @@ use crate::stt::model;
 pub fn model_path(settings: &Settings) -> Result<PathBuf> {
     if let Some(path) = &settings.model {
         if !path.exists() {
-            bail!("WARMLINE_MODEL points at {}, which does not exist", path.display());
+            bail!(
+                "WARMLINE_MODEL points at {}, which does not exist",
+                path.display()
+            );
         }
         return Ok(path.clone());
     }
-    let path = model::pull(&settings.models_dir)
-        .with_context(|| format!("pulling the default Whisper model into {}", settings.models_dir.display()))?;
+    let path = model::pull(&settings.models_dir).with_context(|| {
+        format!(
+            "pulling the default Whisper model into {}",
+            settings.models_dir.display()
+        )
+    })?;
     Ok(path)
 }
 
@@ -35,8 +42,16 @@ pub fn load_stt(settings: &Settings) -> Result<Arc<SttEngine>> {
 }
 
 pub fn load_playbook(settings: &Settings) -> Result<Arc<Playbook>> {
-    let prompts = PromptLibrary::load(&settings.prompts_dir)
-        .with_context(|| format!("loading voice prompts from {}", settings.prompts_dir.display()))?;
+    let prompts = PromptLibrary::load(&settings.prompts_dir).with_context(|| {
+        format!(
+            "loading voice prompts from {}",
+            settings.prompts_dir.display()
+        )
+    })?;
     let dialplan = Dialplan::load(&settings.dialplan, &prompts).context("loading the dialplan")?;
-    Ok(Arc::new(Playbook::new(dialplan, prompts, settings.audio.clone())))
+    Ok(Arc::new(Playbook::new(
+        dialplan,
+        prompts,
+        settings.audio.clone(),
+    )))
 }

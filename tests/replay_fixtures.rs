@@ -22,10 +22,14 @@ fn results() -> &'static Results {
 #[test]
 fn every_fixture_call_meets_its_expectation() {
     let paths = common::fixture_paths();
-    assert!(paths.len() >= 16, "expected at least 16 fixture calls, found {}", paths.len());
+    assert!(
+        paths.len() >= 16,
+        "expected at least 16 fixture calls, found {}",
+        paths.len()
+    );
     let results = results();
     let mut failures = Vec::new();
-    for r in &results {
+    for r in results {
         match r {
             Ok(r) if r.passed() => {}
             Ok(r) => failures.push(replay::report(r)),
@@ -57,10 +61,26 @@ fn fixtures_cover_every_queue_and_escape_route() {
         }
     }
     for q in ["billing", "orders", "technical", "general"] {
-        assert!(queues.contains(q), "no fixture call reached queue {q}: {queues:?}");
+        assert!(
+            queues.contains(q),
+            "no fixture call reached queue {q}: {queues:?}"
+        );
     }
-    for reason in ["explicit_request", "repeated_request", "dtmf", "negative_sentiment", "not_understood", "dialplan"] {
-        assert!(reasons.contains(reason), "no fixture call escalated for {reason}: {reasons:?}");
+    for reason in [
+        "explicit_request",
+        "repeated_request",
+        "dtmf",
+        "negative_sentiment",
+        "not_understood",
+        "dialplan",
+    ] {
+        assert!(
+            reasons.contains(reason),
+            "no fixture call escalated for {reason}: {reasons:?}"
+        );
     }
-    assert!(self_served >= 3, "only {self_served} self-served calls ended with a goodbye");
+    assert!(
+        self_served >= 3,
+        "only {self_served} self-served calls ended with a goodbye"
+    );
 }

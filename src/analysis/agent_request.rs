@@ -275,7 +275,9 @@ fn mentions(words: &[String]) -> Vec<Mention> {
 fn has_request_verb(before: &[String]) -> bool {
     before.iter().enumerate().any(|(i, w)| {
         REQUEST_VERBS.contains(&w.as_str())
-            || (w == "like" && i > 0 && matches!(before[i - 1].as_str(), "i'd" | "id" | "would"))
+            || (matches!(w.as_str(), "like" | "love")
+                && i > 0
+                && matches!(before[i - 1].as_str(), "i'd" | "id" | "would"))
             || (w == "have" && i > 0 && before[i - 1] == "i")
     })
 }

@@ -7,15 +7,15 @@ use chrono::Duration;
 
 use super::policy::{self, CallCounters, Decision, Reason, TurnSignals};
 use super::{
-    Action, CallInfo, Event, Millis, Record, SttFailure, Speaker, Transcript, TranscriptLine,
+    Action, CallInfo, Event, Millis, Record, Speaker, SttFailure, Transcript, TranscriptLine,
 };
 use crate::analysis::intent::{self, IntentSpec};
 use crate::analysis::numbers::{self, Facts};
 use crate::analysis::tone::{ToneLabel, ToneTracker};
 use crate::analysis::{agent_request, sentiment};
+use crate::audio::Prosody;
 use crate::audio::error::AudioError;
 use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent};
-use crate::audio::Prosody;
 use crate::dialplan::{Dialplan, Target};
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::PromptLibrary;
@@ -57,6 +57,20 @@ struct Playing {
 /// their audio should have finished.
 const MARK_GRACE_MS: Millis = 3_000;
 
+/// A routine transfer whose caller has not given an account or order number waits this long
+/// after their utterance ended (counted from its detection, so it overlaps transcription) in
+/// case they are only pausing between sentences: "My internet keeps dropping. [pause] My
+/// account number is…". Urgent transfers never wait.
+const CONTINUATION_MS: Millis = 700;
+
+/// A decided transfer waiting for the caller's next sentence.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    reason: Reason,
+    priority: Priority,
+    deadline: Millis,
+}
+
 /// Speech that starts this soon into a prompt is probably the caller finishing their previous
 /// sentence, not an interruption.
 const BARGE_IN_GUARD_MS: Millis = 300;
@@ -73,8 +87,9 @@ pub struct Engine {
     goodbye_mark: Option<String>,
     next_mark: u32,
     next_utterance: u64,
-    /// Utterances sent for transcription, by id, with how they sounded.
-    pending: BTreeMap<u64, Option<Prosody>>,
+    /// Utterances sent for transcription, by id: how they sounded, when their end was detected.
+    pending: BTreeMap<u64, (Prosody, Millis)>,
+    held: Option<Held>,
     /// Transcriptions that came back before an earlier one: turns are handled in order.
     arrived: BTreeMap<u64, Result<Transcript, SttFailure>>,
     in_speech: bool,
@@ -104,6 +119,7 @@ impl Engine {
             next_mark: 0,
             next_utterance: 0,
             pending: BTreeMap::new(),
+            held: None,
             arrived: BTreeMap::new(),
             in_speech: false,
             last_activity: 0,
@@ -194,7 +210,7 @@ impl Engine {
                     self.last_activity = now;
                     let id = self.next_utterance;
                     self.next_utterance += 1;
-                    self.pending.insert(id, Some(u.prosody));
+                    self.pending.insert(id, (u.prosody, now));
                     let lag = u.detected_ms.saturating_sub(u.end_ms);
                     out.push(Action::Transcribe {
                         utterance: id,
@@ -214,13 +230,25 @@ impl Engine {
             return;
         }
         self.interrupted = Some(p.prompt.clone());
-        self.decision(now, "barge_in", &format!("caller spoke over `{}`", p.prompt), out);
+        self.decision(
+            now,
+            "barge_in",
+            &format!("caller spoke over `{}`", p.prompt),
+            out,
+        );
         self.playing = None;
         out.push(Action::Clear);
     }
 
     fn on_dtmf(&mut self, digit: char, now: Millis, out: &mut Vec<Action>) {
-        self.line(now, Speaker::Caller, format!("[pressed {digit}]"), None, None, out);
+        self.line(
+            now,
+            Speaker::Caller,
+            format!("[pressed {digit}]"),
+            None,
+            None,
+            out,
+        );
         self.last_activity = now;
         if digit == '0' {
             self.counters.dtmf_zero += 1;
@@ -255,6 +283,13 @@ impl Engine {
         if self.in_speech || !self.pending.is_empty() || self.goodbye_mark.is_some() {
             return;
         }
+        if let Some(held) = self.held {
+            if now >= held.deadline {
+                self.held = None;
+                self.transfer(held.reason, held.priority, now, out);
+            }
+            return;
+        }
         if now < self.last_activity + self.book.dialplan.escalation.silence_reprompt_ms {
             return;
         }
@@ -270,9 +305,11 @@ impl Engine {
 
     fn handle_arrived(&mut self, now: Millis, out: &mut Vec<Action>) {
         while let Some((&id, _)) = self.pending.first_key_value() {
-            let Some(result) = self.arrived.remove(&id) else { break };
-            let prosody = self.pending.remove(&id).flatten();
-            self.on_turn(result, prosody, now, out);
+            let Some(result) = self.arrived.remove(&id) else {
+                break;
+            };
+            let (prosody, detected) = self.pending.remove(&id).unwrap_or_default();
+            self.on_turn(result, Some(prosody), detected, now, out);
             if self.done {
                 return;
             }
@@ -283,6 +320,7 @@ impl Engine {
         &mut self,
         result: Result<Transcript, SttFailure>,
         prosody: Option<Prosody>,
+        detected: Millis,
         now: Millis,
         out: &mut Vec<Action>,
     ) {
@@ -301,7 +339,14 @@ impl Engine {
         };
         let text = clean_transcript(&t.text);
         if !text.is_empty() {
-            self.line(now, Speaker::Caller, text.clone(), Some(t.confidence), prosody, out);
+            self.line(
+                now,
+                Speaker::Caller,
+                text.clone(),
+                Some(t.confidence),
+                prosody,
+                out,
+            );
         }
         let signals = self.signals(&text, t.confidence, prosody.as_ref());
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
@@ -309,7 +354,38 @@ impl Engine {
         self.decision(now, decision_name(&decision), &text, out);
         self.silence_prompts = 0;
         let upset = self.upset();
+        if let Some(held) = self.held.take() {
+            // This turn finished the caller's thought: its facts are merged; only something more
+            // urgent than the routine transfer changes what happens.
+            match decision {
+                Decision::Transfer { reason, priority } if reason != Reason::Dialplan => {
+                    self.transfer(reason, priority, now, out)
+                }
+                Decision::Transfer { priority, .. } => {
+                    self.transfer(held.reason, held.priority.max(priority), now, out)
+                }
+                _ => self.transfer(held.reason, held.priority, now, out),
+            }
+            return;
+        }
         match decision {
+            Decision::Transfer {
+                reason: Reason::Dialplan,
+                priority,
+            } if !self.has_id_fact() => {
+                self.decision(
+                    now,
+                    "hold",
+                    "waiting briefly in case the caller goes on",
+                    out,
+                );
+                self.held = Some(Held {
+                    reason: Reason::Dialplan,
+                    priority,
+                    deadline: detected + CONTINUATION_MS,
+                });
+                self.on_tick(now, out);
+            }
             Decision::Transfer { reason, priority } => self.transfer(reason, priority, now, out),
             Decision::Answer { answer, prompt } => {
                 self.tried.push(format!("answered the {answer} question"));
@@ -340,14 +416,27 @@ impl Engine {
 
     fn signals(&mut self, text: &str, confidence: f32, prosody: Option<&Prosody>) -> TurnSignals {
         if text.is_empty() {
-            return TurnSignals { empty: true, ..Default::default() };
+            return TurnSignals {
+                empty: true,
+                ..Default::default()
+            };
         }
         let request = agent_request::detect(text);
         let lexical = sentiment::lexical(text);
         let turn_tone = self.tone.observe(&lexical, prosody);
-        let first = self.tone.history().first().copied().unwrap_or(turn_tone.score);
+        let first = self
+            .tone
+            .history()
+            .first()
+            .copied()
+            .unwrap_or(turn_tone.score);
         let answer = intent::classify(text, &self.book.answers).and_then(|m| {
-            let a = self.book.dialplan.answers.iter().find(|a| a.name == m.name)?;
+            let a = self
+                .book
+                .dialplan
+                .answers
+                .iter()
+                .find(|a| a.name == m.name)?;
             Some((a.name.clone(), a.prompt.clone(), m.score))
         });
         TurnSignals {
@@ -358,7 +447,8 @@ impl Engine {
             tone_score: turn_tone.score,
             trend: Some(self.tone.trend()),
             tone_drop: first - turn_tone.score,
-            intent: intent::classify(text, &self.book.intents).map(|m| (m.name.to_string(), m.score)),
+            intent: intent::classify(text, &self.book.intents)
+                .map(|m| (m.name.to_string(), m.score)),
             answer,
             goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
             confidence,
@@ -391,8 +481,15 @@ impl Engine {
         }
     }
 
+    fn has_id_fact(&self) -> bool {
+        self.facts.account_number.is_some() || self.facts.order_number.is_some()
+    }
+
     fn upset(&self) -> bool {
-        matches!(self.tone.last_label(), Some(ToneLabel::Frustrated | ToneLabel::Angry))
+        matches!(
+            self.tone.last_label(),
+            Some(ToneLabel::Frustrated | ToneLabel::Angry)
+        )
     }
 
     fn variant(&self, id: &str, upset: bool) -> String {
@@ -498,7 +595,12 @@ impl Engine {
         self.decision(
             now,
             "transfer",
-            &format!("{} to {} ({})", reason.as_str(), queue.name, priority.as_str()),
+            &format!(
+                "{} to {} ({})",
+                reason.as_str(),
+                queue.name,
+                priority.as_str()
+            ),
             out,
         );
         out.push(Action::Record(Record::Handoff {
@@ -525,7 +627,14 @@ impl Engine {
             Speaker::System => self.playing.as_ref().map(|p| p.prompt.clone()),
             Speaker::Caller => None,
         };
-        let line = TranscriptLine { t_ms: now, speaker, text, confidence, prompt, prosody };
+        let line = TranscriptLine {
+            t_ms: now,
+            speaker,
+            text,
+            confidence,
+            prompt,
+            prosody,
+        };
         self.transcript.push(line.clone());
         out.push(Action::Record(Record::Line(line)));
     }
@@ -589,14 +698,20 @@ mod tests {
     fn non_speech_markers_are_dropped() {
         assert_eq!(clean_transcript(" [BLANK_AUDIO]"), "");
         assert_eq!(clean_transcript(" (music) "), "");
-        assert_eq!(clean_transcript(" *cough* I need an agent."), "I need an agent.");
+        assert_eq!(
+            clean_transcript(" *cough* I need an agent."),
+            "I need an agent."
+        );
         assert_eq!(clean_transcript(" ..."), "");
         assert_eq!(clean_transcript(" Hello there"), "Hello there");
     }
 
     #[test]
     fn shorten_keeps_short_text_whole() {
-        assert_eq!(shorten("My box arrived damaged.", 16), "My box arrived damaged");
+        assert_eq!(
+            shorten("My box arrived damaged.", 16),
+            "My box arrived damaged"
+        );
         assert_eq!(shorten("a b c d", 2), "a b…");
     }
 }

@@ -7,9 +7,9 @@
 mod engine;
 mod policy;
 
+pub use crate::stt::{SttFailure, Transcript};
 pub use engine::{Engine, Playbook};
 pub use policy::{Decision, Reason};
-pub use crate::stt::{SttFailure, Transcript};
 
 use std::sync::Arc;
 
@@ -114,6 +114,13 @@ pub struct TranscriptLine {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Line(TranscriptLine),
-    Decision { t_ms: Millis, decision: String, detail: String },
-    Handoff { id: String, card: Box<crate::handoff::ContextCard> },
+    Decision {
+        t_ms: Millis,
+        decision: String,
+        detail: String,
+    },
+    Handoff {
+        id: String,
+        card: Box<crate::handoff::ContextCard>,
+    },
 }

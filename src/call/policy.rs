@@ -39,9 +39,15 @@ impl Reason {
 /// What warmline does after a caller turn.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Transfer { reason: Reason, priority: Priority },
+    Transfer {
+        reason: Reason,
+        priority: Priority,
+    },
     /// Answer a self-serve question with this answer's prompt.
-    Answer { answer: String, prompt: String },
+    Answer {
+        answer: String,
+        prompt: String,
+    },
     Goodbye,
     /// Ask the one clarifying question.
     Clarify,
@@ -101,7 +107,8 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         || turn.tone_score <= esc.negative_threshold
         || (turn.trend == Some(Trend::Worsening)
             && turn.tone_drop >= esc.worsening_delta
-            && turn.tone_score < 0.0);
+            // Going from cheerful to neutral is not frustration: the caller must be upset now.
+            && turn.tone_score <= esc.negative_threshold / 2.0);
 
     if turn.agent_requests > 0 && requests >= esc.repeated_request_after {
         let priority = if angry {
@@ -109,7 +116,10 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         } else {
             Priority::High
         };
-        return Decision::Transfer { reason: Reason::RepeatedRequest, priority };
+        return Decision::Transfer {
+            reason: Reason::RepeatedRequest,
+            priority,
+        };
     }
     if turn.agent_requests > 0 {
         let priority = if angry {
@@ -117,7 +127,10 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         } else {
             Priority::Normal
         };
-        return Decision::Transfer { reason: Reason::ExplicitRequest, priority };
+        return Decision::Transfer {
+            reason: Reason::ExplicitRequest,
+            priority,
+        };
     }
     if angry {
         return Decision::Transfer {
@@ -129,7 +142,10 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
     let understood = turn.intent.is_some() || turn.answer.is_some() || turn.goodbye;
     if turn.confidence < esc.min_confidence && !understood {
         return if seen.low_confidence + 1 >= esc.low_confidence_limit {
-            Decision::Transfer { reason: Reason::LowConfidence, priority: Priority::Normal }
+            Decision::Transfer {
+                reason: Reason::LowConfidence,
+                priority: Priority::Normal,
+            }
         } else {
             Decision::RepeatPlease
         };
@@ -138,10 +154,13 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
     // A self-serve question wins over a topic only when it matched more strongly: "what's the
     // address for returns" is a question, "change my address" is an account change.
     let intent_score = turn.intent.as_ref().map_or(0.0, |i| i.1);
-    if let Some((answer, prompt, score)) = &turn.answer {
-        if *score > intent_score {
-            return Decision::Answer { answer: answer.clone(), prompt: prompt.clone() };
-        }
+    if let Some((answer, prompt, score)) = &turn.answer
+        && *score > intent_score
+    {
+        return Decision::Answer {
+            answer: answer.clone(),
+            prompt: prompt.clone(),
+        };
     }
     if turn.intent.is_some() {
         let priority = if repeat_contact && turn.tone_score < 0.0 {
@@ -149,7 +168,10 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         } else {
             Priority::Normal
         };
-        return Decision::Transfer { reason: Reason::Dialplan, priority };
+        return Decision::Transfer {
+            reason: Reason::Dialplan,
+            priority,
+        };
     }
     if turn.goodbye {
         return Decision::Goodbye;
@@ -159,7 +181,10 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         return Decision::Clarify;
     }
     if seen.not_understood + 1 >= esc.not_understood_limit {
-        return Decision::Transfer { reason: Reason::NotUnderstood, priority: Priority::Normal };
+        return Decision::Transfer {
+            reason: Reason::NotUnderstood,
+            priority: Priority::Normal,
+        };
     }
     Decision::Clarify
 }
@@ -173,25 +198,43 @@ mod tests {
     }
 
     fn calm() -> TurnSignals {
-        TurnSignals { confidence: 0.9, ..Default::default() }
+        TurnSignals {
+            confidence: 0.9,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn first_request_transfers_at_once() {
-        let t = TurnSignals { agent_requests: 1, ..calm() };
+        let t = TurnSignals {
+            agent_requests: 1,
+            ..calm()
+        };
         assert_eq!(
             decide(&esc(), &CallCounters::default(), &t),
-            Decision::Transfer { reason: Reason::ExplicitRequest, priority: Priority::Normal }
+            Decision::Transfer {
+                reason: Reason::ExplicitRequest,
+                priority: Priority::Normal
+            }
         );
     }
 
     #[test]
     fn second_request_is_repeated_and_high() {
-        let seen = CallCounters { agent_requests: 1, ..Default::default() };
-        let t = TurnSignals { agent_requests: 1, ..calm() };
+        let seen = CallCounters {
+            agent_requests: 1,
+            ..Default::default()
+        };
+        let t = TurnSignals {
+            agent_requests: 1,
+            ..calm()
+        };
         assert_eq!(
             decide(&esc(), &seen, &t),
-            Decision::Transfer { reason: Reason::RepeatedRequest, priority: Priority::High }
+            Decision::Transfer {
+                reason: Reason::RepeatedRequest,
+                priority: Priority::High
+            }
         );
     }
 
@@ -206,7 +249,10 @@ mod tests {
         };
         assert_eq!(
             decide(&esc(), &CallCounters::default(), &t),
-            Decision::Transfer { reason: Reason::NegativeSentiment, priority: Priority::Urgent }
+            Decision::Transfer {
+                reason: Reason::NegativeSentiment,
+                priority: Priority::Urgent
+            }
         );
     }
 
@@ -220,8 +266,25 @@ mod tests {
         };
         assert!(matches!(
             decide(&esc(), &CallCounters::default(), &t),
-            Decision::Transfer { reason: Reason::NegativeSentiment, .. }
+            Decision::Transfer {
+                reason: Reason::NegativeSentiment,
+                ..
+            }
         ));
+    }
+
+    #[test]
+    fn cheerful_to_neutral_is_not_worsening_enough() {
+        let t = TurnSignals {
+            tone_score: -0.05,
+            tone_drop: 0.5,
+            trend: Some(Trend::Worsening),
+            ..calm()
+        };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::Clarify
+        );
     }
 
     #[test]
@@ -231,37 +294,68 @@ mod tests {
             answer: Some(("hours".into(), "answer_hours".into(), 1.0)),
             ..calm()
         };
-        assert!(matches!(decide(&esc(), &CallCounters::default(), &t), Decision::Answer { .. }));
+        assert!(matches!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::Answer { .. }
+        ));
     }
 
     #[test]
     fn second_not_understood_transfers() {
         let t = calm();
-        assert_eq!(decide(&esc(), &CallCounters::default(), &t), Decision::Clarify);
-        let seen = CallCounters { not_understood: 1, ..Default::default() };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::Clarify
+        );
+        let seen = CallCounters {
+            not_understood: 1,
+            ..Default::default()
+        };
         assert_eq!(
             decide(&esc(), &seen, &t),
-            Decision::Transfer { reason: Reason::NotUnderstood, priority: Priority::Normal }
+            Decision::Transfer {
+                reason: Reason::NotUnderstood,
+                priority: Priority::Normal
+            }
         );
     }
 
     #[test]
     fn low_confidence_asks_once_then_transfers() {
-        let t = TurnSignals { confidence: 0.2, ..Default::default() };
-        assert_eq!(decide(&esc(), &CallCounters::default(), &t), Decision::RepeatPlease);
-        let seen = CallCounters { low_confidence: 1, ..Default::default() };
+        let t = TurnSignals {
+            confidence: 0.2,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::RepeatPlease
+        );
+        let seen = CallCounters {
+            low_confidence: 1,
+            ..Default::default()
+        };
         assert!(matches!(
             decide(&esc(), &seen, &t),
-            Decision::Transfer { reason: Reason::LowConfidence, .. }
+            Decision::Transfer {
+                reason: Reason::LowConfidence,
+                ..
+            }
         ));
     }
 
     #[test]
     fn topic_with_low_confidence_still_routes() {
-        let t = TurnSignals { confidence: 0.2, intent: Some(("orders".into(), 1.0)), ..Default::default() };
+        let t = TurnSignals {
+            confidence: 0.2,
+            intent: Some(("orders".into(), 1.0)),
+            ..Default::default()
+        };
         assert!(matches!(
             decide(&esc(), &CallCounters::default(), &t),
-            Decision::Transfer { reason: Reason::Dialplan, .. }
+            Decision::Transfer {
+                reason: Reason::Dialplan,
+                ..
+            }
         ));
     }
 }

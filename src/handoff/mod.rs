@@ -3,7 +3,7 @@
 
 mod summary;
 
-pub use summary::{caller_line, spoken_summary, written_summary, SummaryInput};
+pub use summary::{SummaryInput, caller_line, spoken_summary, written_summary};
 
 use serde::{Deserialize, Serialize};
 

@@ -125,7 +125,11 @@ pub fn written_summary(input: &SummaryInput) -> String {
         first.push_str(&format!(": \"{g}\""));
     }
     first.push('.');
-    let mut second = format!("{} and {}", capitalize(input.mood), why(input.reason, input.agent_requests));
+    let mut second = format!(
+        "{} and {}",
+        capitalize(input.mood),
+        why(input.reason, input.agent_requests)
+    );
     if input.repeat_contact {
         second.push_str("; says they have called about this before");
     }
@@ -146,10 +150,17 @@ pub fn spoken_summary(input: &SummaryInput) -> String {
             p => format!(", {} priority", p.as_str()),
         }
     )];
-    parts.extend(facts_spoken(input.facts).into_iter().map(|f| capitalize(&f)));
+    parts.extend(
+        facts_spoken(input.facts)
+            .into_iter()
+            .map(|f| capitalize(&f)),
+    );
     parts.push(format!("Caller {}", input.mood));
     if input.agent_requests >= 2 {
-        parts.push(format!("Asked for a person {}", times(input.agent_requests)));
+        parts.push(format!(
+            "Asked for a person {}",
+            times(input.agent_requests)
+        ));
     }
     if input.repeat_contact {
         parts.push("Has called before".into());
@@ -210,7 +221,10 @@ mod tests {
 
     #[test]
     fn written_summary_is_two_sentences_with_facts_and_mood() {
-        let facts = Facts { account_number: Some("44719".into()), ..Default::default() };
+        let facts = Facts {
+            account_number: Some("44719".into()),
+            ..Default::default()
+        };
         let tried = vec!["answered the opening hours".to_string()];
         let s = written_summary(&input(&facts, &tried));
         assert_eq!(s.matches(". ").count() + 1, 2, "{s}");
@@ -221,9 +235,12 @@ mod tests {
 
     #[test]
     fn spoken_summary_spells_digits_and_stays_short() {
-        let facts = Facts { account_number: Some("44719".into()), ..Default::default() };
+        let facts = Facts {
+            account_number: Some("44719".into()),
+            ..Default::default()
+        };
         let s = spoken_summary(&input(&facts, &[]));
-        assert!(s.contains("account 4 4 7 1 9"), "{s}");
+        assert!(s.contains("Account 4 4 7 1 9"), "{s}");
         assert!(s.contains("urgent priority"), "{s}");
         // About 2.5 words a second when spoken: 15 s is under 38 words.
         assert!(s.split_whitespace().count() <= 37, "{s}");

@@ -91,41 +91,68 @@ pub fn check(f: &Fixture, o: &Outcome) -> Vec<Miss> {
     let mut miss = |check: &'static str, detail: String| misses.push(Miss { check, detail });
     let e = &f.expect;
     match (e.transfer, o.handoff()) {
-        (true, None) => miss("transfer", format!("expected a transfer, call ended by {:?}", ending_name(&o.ending))),
-        (false, Some(h)) => miss("no_transfer", format!("unexpected transfer ({})", h.card.reason)),
+        (true, None) => miss(
+            "transfer",
+            format!(
+                "expected a transfer, call ended by {:?}",
+                ending_name(&o.ending)
+            ),
+        ),
+        (false, Some(h)) => miss(
+            "no_transfer",
+            format!("unexpected transfer ({})", h.card.reason),
+        ),
         (true, Some(h)) => {
             let trig = e.trigger_turn.unwrap_or(0);
             let latest = e.latest_turn.unwrap_or(trig);
             let t = o.ended_at;
             match o.turn_start.get(trig).copied().flatten() {
                 Some(s) if s <= t => {}
-                _ => miss("timing", format!("transfer at {t} ms, before turn {trig} started")),
+                _ => miss(
+                    "timing",
+                    format!("transfer at {t} ms, before turn {trig} started"),
+                ),
             }
-            if let Some(Some(s)) = o.turn_start.get(latest + 1) {
-                if *s <= t {
-                    miss("timing", format!("transfer at {t} ms, after turn {} started", latest + 1));
-                }
+            if let Some(Some(s)) = o.turn_start.get(latest + 1)
+                && *s <= t
+            {
+                miss(
+                    "timing",
+                    format!("transfer at {t} ms, after turn {} started", latest + 1),
+                );
             }
             let card = &h.card;
-            if let Some(q) = &e.queue {
-                if !q.to_vec().contains(&card.queue) {
-                    miss("queue", format!("queue {} not in {:?}", card.queue, q.to_vec()));
-                }
+            if let Some(q) = &e.queue
+                && !q.to_vec().contains(&card.queue)
+            {
+                miss(
+                    "queue",
+                    format!("queue {} not in {:?}", card.queue, q.to_vec()),
+                );
             }
-            if let Some(r) = &e.reason {
-                if !r.to_vec().contains(&card.reason) {
-                    miss("reason", format!("reason {} not in {:?}", card.reason, r.to_vec()));
-                }
+            if let Some(r) = &e.reason
+                && !r.to_vec().contains(&card.reason)
+            {
+                miss(
+                    "reason",
+                    format!("reason {} not in {:?}", card.reason, r.to_vec()),
+                );
             }
-            if let Some(p) = e.priority_at_least {
-                if card.priority < p {
-                    miss("priority", format!("priority {} below {}", card.priority.as_str(), p.as_str()));
-                }
+            if let Some(p) = e.priority_at_least
+                && card.priority < p
+            {
+                miss(
+                    "priority",
+                    format!("priority {} below {}", card.priority.as_str(), p.as_str()),
+                );
             }
-            if let Some(p) = e.priority_at_most {
-                if card.priority > p {
-                    miss("priority", format!("priority {} above {}", card.priority.as_str(), p.as_str()));
-                }
+            if let Some(p) = e.priority_at_most
+                && card.priority > p
+            {
+                miss(
+                    "priority",
+                    format!("priority {} above {}", card.priority.as_str(), p.as_str()),
+                );
             }
             let facts_json = serde_json::to_string(&card.facts).unwrap_or_default();
             let hay = norm_text(&format!(
@@ -155,10 +182,13 @@ pub fn check(f: &Fixture, o: &Outcome) -> Vec<Miss> {
             }
         }
     }
-    if let Some(want) = e.barge_in {
-        if want != (o.clears > 0) {
-            miss("barge_in", format!("expected barge-in {want}, saw {} clear(s)", o.clears));
-        }
+    if let Some(want) = e.barge_in
+        && want != (o.clears > 0)
+    {
+        miss(
+            "barge_in",
+            format!("expected barge-in {want}, saw {} clear(s)", o.clears),
+        );
     }
     misses
 }

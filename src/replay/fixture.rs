@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::audio::{ulaw, FRAME_SAMPLES_8K};
+use crate::audio::{FRAME_SAMPLES_8K, ulaw};
 use crate::handoff::Priority;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,10 @@ struct RawFixture {
 #[derive(Debug, Clone)]
 pub enum Act {
     /// 8 kHz μ-law audio, a whole number of 20 ms frames.
-    Speak { ulaw: Vec<u8>, text: Option<String> },
+    Speak {
+        ulaw: Vec<u8>,
+        text: Option<String>,
+    },
     Press(char),
 }
 
@@ -124,11 +127,18 @@ impl Fixture {
     /// Reads a fixture and its audio. Audio paths are relative to `<fixture dir>/../audio/`.
     pub fn load(path: &Path) -> Result<Fixture, FixtureError> {
         let display = path.display().to_string();
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| FixtureError::Read { path: display.clone(), message: e.to_string() })?;
-        let raw: RawFixture = toml::from_str(&src)
-            .map_err(|e| FixtureError::Invalid { path: display.clone(), message: e.to_string() })?;
-        let invalid = |message: String| FixtureError::Invalid { path: display.clone(), message };
+        let src = std::fs::read_to_string(path).map_err(|e| FixtureError::Read {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+        let raw: RawFixture = toml::from_str(&src).map_err(|e| FixtureError::Invalid {
+            path: display.clone(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| FixtureError::Invalid {
+            path: display.clone(),
+            message,
+        };
         let audio_dir = path
             .parent()
             .and_then(Path::parent)
@@ -144,7 +154,11 @@ impl Fixture {
                 (None, Some(d)) if d.chars().count() == 1 => {
                     Act::Press(d.chars().next().unwrap_or('0'))
                 }
-                _ => return Err(invalid(format!("turn {i} needs exactly one of `audio` or a one-key `dtmf`"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "turn {i} needs exactly one of `audio` or a one-key `dtmf`"
+                    )));
+                }
             };
             turns.push(Turn {
                 act,
@@ -158,16 +172,24 @@ impl Fixture {
         }
         let e = &raw.expect;
         if e.transfer && e.trigger_turn.is_none() {
-            return Err(invalid("expect.trigger_turn is required when transfer = true".into()));
+            return Err(invalid(
+                "expect.trigger_turn is required when transfer = true".into(),
+            ));
         }
-        if let Some(t) = e.trigger_turn.max(e.latest_turn) {
-            if t >= turns.len() {
-                return Err(invalid(format!("expect names turn {t}, but there are {} turns", turns.len())));
-            }
+        if let Some(t) = e.trigger_turn.max(e.latest_turn)
+            && t >= turns.len()
+        {
+            return Err(invalid(format!(
+                "expect names turn {t}, but there are {} turns",
+                turns.len()
+            )));
         }
         let voice = raw.voice.as_ref().map(voice_label).unwrap_or_default();
         Ok(Fixture {
-            id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            id: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             path: path.to_path_buf(),
             description: raw.description,
             category: raw.category,
@@ -192,12 +214,19 @@ impl Fixture {
 fn voice_label(v: &toml::Value) -> String {
     let get = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
     let (engine, name) = (get("engine"), get("voice"));
-    if name.is_empty() { engine.to_string() } else { format!("{engine}:{name}") }
+    if name.is_empty() {
+        engine.to_string()
+    } else {
+        format!("{engine}:{name}")
+    }
 }
 
 /// Reads an 8 kHz mono 16-bit WAV as μ-law, padded with silence to whole 20 ms frames.
 pub fn read_ulaw(path: &Path) -> Result<Vec<u8>, FixtureError> {
-    let err = |message: String| FixtureError::Audio { path: path.display().to_string(), message };
+    let err = |message: String| FixtureError::Audio {
+        path: path.display().to_string(),
+        message,
+    };
     let mut reader = hound::WavReader::open(path).map_err(|e| err(e.to_string()))?;
     let spec = reader.spec();
     if spec.sample_rate != 8000 || spec.channels != 1 || spec.bits_per_sample != 16 {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use check::{check, Miss};
+pub use check::{Miss, check};
 pub use fixture::Fixture;
 pub use sim::{Ending, Outcome};
 
@@ -48,7 +48,11 @@ pub fn replay_all(
                 Ok(o) => check(&fixture, o),
                 Err(_) => Vec::new(),
             };
-            Ok(Replayed { fixture, outcome, misses })
+            Ok(Replayed {
+                fixture,
+                outcome,
+                misses,
+            })
         })
         .collect()
 }
@@ -57,7 +61,13 @@ pub fn replay_all(
 pub fn report(r: &Replayed) -> String {
     let mut s = String::new();
     let f = &r.fixture;
-    let _ = writeln!(s, "── {} [{}] {}", f.id, f.category, if r.passed() { "PASS" } else { "FAIL" });
+    let _ = writeln!(
+        s,
+        "── {} [{}] {}",
+        f.id,
+        f.category,
+        if r.passed() { "PASS" } else { "FAIL" }
+    );
     let o = match &r.outcome {
         Ok(o) => o,
         Err(e) => {
@@ -70,7 +80,10 @@ pub fn report(r: &Replayed) -> String {
             Speaker::Caller => "caller",
             Speaker::System => "system",
         };
-        let conf = l.confidence.map(|c| format!(" ({c:.2})")).unwrap_or_default();
+        let conf = l
+            .confidence
+            .map(|c| format!(" ({c:.2})"))
+            .unwrap_or_default();
         let _ = writeln!(s, "   {:>6} ms {who}: {}{conf}", l.t_ms, l.text);
     }
     match &o.ending {
@@ -93,10 +106,18 @@ pub fn report(r: &Replayed) -> String {
             let _ = writeln!(s, "   caller hears: {}", h.caller_say);
         }
         Ending::HungUp => {
-            let _ = writeln!(s, "   decision: self-serve, warmline said goodbye at {} ms", o.ended_at);
+            let _ = writeln!(
+                s,
+                "   decision: self-serve, warmline said goodbye at {} ms",
+                o.ended_at
+            );
         }
         Ending::CallerHungUp => {
-            let _ = writeln!(s, "   decision: no transfer, caller hung up at {} ms", o.ended_at);
+            let _ = writeln!(
+                s,
+                "   decision: no transfer, caller hung up at {} ms",
+                o.ended_at
+            );
         }
     }
     for m in &r.misses {

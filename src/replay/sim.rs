@@ -67,7 +67,7 @@ impl Outcome {
             .enumerate()
             .filter(|(_, e)| e.is_some_and(|e| e <= self.ended_at))
             .map(|(i, _)| i)
-            .last()
+            .next_back()
     }
 }
 
@@ -75,10 +75,19 @@ impl Outcome {
 enum Script {
     /// Waiting for warmline to start talking after `since` (then for it to finish);
     /// `heard` is when its reply was first heard.
-    AwaitReply { since: Millis, heard: Option<Millis> },
-    Pause { until: Millis },
-    Speaking { frame: usize },
-    Linger { until: Millis },
+    AwaitReply {
+        since: Millis,
+        heard: Option<Millis>,
+    },
+    Pause {
+        until: Millis,
+    },
+    Speaking {
+        frame: usize,
+    },
+    Linger {
+        until: Millis,
+    },
 }
 
 struct Playback {
@@ -88,12 +97,19 @@ struct Playback {
 }
 
 /// Replays one fixture. `handoff_id` and the start time are fixed so outcomes are repeatable.
-pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Result<Outcome, String> {
+pub fn run(
+    fixture: &Fixture,
+    book: Arc<Playbook>,
+    stt: &dyn Transcriber,
+) -> Result<Outcome, String> {
     let info = CallInfo {
         call_sid: format!("CA-replay-{}", fixture.id),
         from: "+15550001234".into(),
         to: "+15550009000".into(),
-        started_at: Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).single().unwrap_or_else(Utc::now),
+        started_at: Utc
+            .with_ymd_and_hms(2026, 1, 1, 9, 0, 0)
+            .single()
+            .unwrap_or_else(Utc::now),
         handoff_id: format!("replay-{}", fixture.id),
     };
     let mut engine = Engine::new(info, book).map_err(|e| e.to_string())?;
@@ -108,10 +124,16 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
         stt_wall_ms: 0,
         stt_calls: 0,
     };
-    let mut play = Playback { marks: Vec::new(), end: 0 };
+    let mut play = Playback {
+        marks: Vec::new(),
+        end: 0,
+    };
     let mut now: Millis = 0;
     let mut turn = 0usize;
-    let mut script = Script::AwaitReply { since: 0, heard: None };
+    let mut script = Script::AwaitReply {
+        since: 0,
+        heard: None,
+    };
     let silence = [0xFFu8; FRAME_SAMPLES_8K];
 
     let mut pending = engine.start(now);
@@ -133,7 +155,12 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
                         pending.extend(more);
                     }
                 }
-                Action::Transcribe { utterance, samples, initial_prompt, .. } => {
+                Action::Transcribe {
+                    utterance,
+                    samples,
+                    initial_prompt,
+                    ..
+                } => {
                     let t0 = Instant::now();
                     let result = stt.transcribe(&samples, &initial_prompt);
                     out.stt_wall_ms += t0.elapsed().as_millis() as u64;
@@ -160,14 +187,18 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
                 let heard = heard.or(talking.then_some(now));
                 script = Script::AwaitReply { since, heard };
                 if turn >= n {
-                    script = Script::Linger { until: now + HANGUP_AFTER_MS };
+                    script = Script::Linger {
+                        until: now + HANGUP_AFTER_MS,
+                    };
                 } else if let Some(h) = heard {
                     if fixture.turns[turn].during_prompt {
                         if now >= h + DURING_PROMPT_MS {
                             script = Script::Pause { until: now };
                         }
                     } else if now >= play.end + PROMPT_IDLE_MS {
-                        script = Script::Pause { until: now + fixture.turns[turn].pause_before_ms };
+                        script = Script::Pause {
+                            until: now + fixture.turns[turn].pause_before_ms,
+                        };
                     }
                 } else if now.saturating_sub(since) >= REPLY_TIMEOUT_MS {
                     script = Script::Pause { until: now };
@@ -181,7 +212,10 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
                     more.reverse();
                     pending = more;
                     turn += 1;
-                    script = Script::AwaitReply { since: now, heard: None };
+                    script = Script::AwaitReply {
+                        since: now,
+                        heard: None,
+                    };
                     continue;
                 }
                 Act::Speak { .. } => {
@@ -196,17 +230,20 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
             }
             _ => {}
         }
-        if let Script::Speaking { frame: k } = script {
-            if let Act::Speak { ulaw, .. } = &fixture.turns[turn].act {
-                let at = k * FRAME_SAMPLES_8K;
-                frame = &ulaw[at..at + FRAME_SAMPLES_8K];
-                if at + FRAME_SAMPLES_8K >= ulaw.len() {
-                    out.turn_end[turn] = Some(now + FRAME_MS);
-                    turn += 1;
-                    script = Script::AwaitReply { since: now + FRAME_MS, heard: None };
-                } else {
-                    script = Script::Speaking { frame: k + 1 };
-                }
+        if let Script::Speaking { frame: k } = script
+            && let Act::Speak { ulaw, .. } = &fixture.turns[turn].act
+        {
+            let at = k * FRAME_SAMPLES_8K;
+            frame = &ulaw[at..at + FRAME_SAMPLES_8K];
+            if at + FRAME_SAMPLES_8K >= ulaw.len() {
+                out.turn_end[turn] = Some(now + FRAME_MS);
+                turn += 1;
+                script = Script::AwaitReply {
+                    since: now + FRAME_MS,
+                    heard: None,
+                };
+            } else {
+                script = Script::Speaking { frame: k + 1 };
             }
         }
 
@@ -214,7 +251,8 @@ pub fn run(fixture: &Fixture, book: Arc<Playbook>, stt: &dyn Transcriber) -> Res
         now += FRAME_MS;
         actions.extend(engine.feed(Event::Tick, now));
         // Marks whose audio has finished playing come back from the "provider".
-        let (done, waiting): (Vec<_>, Vec<_>) = play.marks.drain(..).partition(|(_, end)| *end <= now);
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            play.marks.drain(..).partition(|(_, end)| *end <= now);
         play.marks = waiting;
         for (mark, _) in done {
             actions.extend(engine.feed(Event::Mark(mark), now));

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 
 use super::AppState;
@@ -20,7 +20,10 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -31,7 +34,10 @@ pub struct ListParams {
     limit: Option<usize>,
 }
 
-pub async fn list_calls(State(state): State<Arc<AppState>>, Query(p): Query<ListParams>) -> Response {
+pub async fn list_calls(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<ListParams>,
+) -> Response {
     let (store, records) = (state.store.clone(), state.records.clone());
     let limit = p.limit.unwrap_or(100).min(1000);
     let read = move || {
@@ -45,7 +51,10 @@ pub async fn list_calls(State(state): State<Arc<AppState>>, Query(p): Query<List
     }
 }
 
-pub async fn get_call(State(state): State<Arc<AppState>>, Path(call_sid): Path<String>) -> Response {
+pub async fn get_call(
+    State(state): State<Arc<AppState>>,
+    Path(call_sid): Path<String>,
+) -> Response {
     let (store, records) = (state.store.clone(), state.records.clone());
     let read = move || {
         records.flush();
@@ -53,7 +62,11 @@ pub async fn get_call(State(state): State<Arc<AppState>>, Path(call_sid): Path<S
     };
     match tokio::task::spawn_blocking(read).await {
         Ok(Ok(Some(call))) => Json(call).into_response(),
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such call"}))).into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such call"})),
+        )
+            .into_response(),
         Ok(Err(e)) => internal(&e.to_string()),
         Err(e) => internal(&e.to_string()),
     }
@@ -61,5 +74,9 @@ pub async fn get_call(State(state): State<Arc<AppState>>, Path(call_sid): Path<S
 
 fn internal(e: &str) -> Response {
     tracing::error!(error = e, "reading call records failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e}))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(serde_json::json!({"error": e})),
+    )
+        .into_response()
 }

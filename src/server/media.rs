@@ -6,21 +6,21 @@
 //! so a `clear` really stops what is left.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::AppState;
 use super::records::Op;
 use super::twilio::stream_token;
-use super::AppState;
 use crate::audio::FRAME_SAMPLES_8K;
 use crate::call::{Action, CallInfo, Engine, Event, Millis, SttFailure, Transcript};
 use crate::handoff::Handoff;
@@ -59,7 +59,11 @@ async fn run(state: Arc<AppState>, socket: WebSocket) {
     let span = tracing::info_span!("call", call_sid = %start.call_sid);
     async move {
         let expected = stream_token(&state.token_key, &start.call_sid);
-        let given = start.custom_parameters.get("token").map(String::as_str).unwrap_or("");
+        let given = start
+            .custom_parameters
+            .get("token")
+            .map(String::as_str)
+            .unwrap_or("");
         if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
             tracing::warn!("stream without a valid token: closed before any audio");
             state.metrics.inc_wire_errors("bad_stream_token");
@@ -182,11 +186,24 @@ struct Driver {
     close: bool,
 }
 
-async fn drive(state: &Arc<AppState>, start: Start, sink: Sink, mut stream: Stream) -> &'static str {
+async fn drive(
+    state: &Arc<AppState>,
+    start: Start,
+    sink: Sink,
+    mut stream: Stream,
+) -> &'static str {
     let info = CallInfo {
         call_sid: start.call_sid.clone(),
-        from: start.custom_parameters.get("From").cloned().unwrap_or_default(),
-        to: start.custom_parameters.get("To").cloned().unwrap_or_default(),
+        from: start
+            .custom_parameters
+            .get("From")
+            .cloned()
+            .unwrap_or_default(),
+        to: start
+            .custom_parameters
+            .get("To")
+            .cloned()
+            .unwrap_or_default(),
         started_at: chrono::Utc::now(),
         handoff_id: random_id(),
     };
@@ -299,7 +316,8 @@ impl Driver {
     }
 
     fn overloaded(&self) -> bool {
-        self.state.stt_waiting.load(Ordering::SeqCst) > 2 * self.state.settings.stt.max_states.max(1)
+        self.state.stt_waiting.load(Ordering::SeqCst)
+            > 2 * self.state.settings.stt.max_states.max(1)
     }
 
     fn wire_error(&self, kind: &'static str, detail: &str) {
@@ -315,10 +333,10 @@ impl Driver {
         let now = self.now();
         let actions = match msg {
             Inbound::Media(m) => {
-                if let (Some(c), Some(last)) = (m.chunk, self.last_chunk) {
-                    if c <= last {
-                        return self.wire_error("out_of_order", &format!("chunk {c} after {last}"));
-                    }
+                if let (Some(c), Some(last)) = (m.chunk, self.last_chunk)
+                    && c <= last
+                {
+                    return self.wire_error("out_of_order", &format!("chunk {c} after {last}"));
                 }
                 self.last_chunk = m.chunk.or(self.last_chunk);
                 self.engine.feed(Event::Audio(&m.payload), now)
@@ -337,7 +355,9 @@ impl Driver {
                 self.close = true;
                 return;
             }
-            Inbound::Start(_) => return self.wire_error("duplicate_start", "second `start` ignored"),
+            Inbound::Start(_) => {
+                return self.wire_error("duplicate_start", "second `start` ignored");
+            }
             Inbound::Connected => return,
         };
         self.apply(actions).await;
@@ -356,7 +376,10 @@ impl Driver {
         let actions = self.engine.feed(Event::Fault(why.to_string()), now);
         for a in actions {
             if let Action::Record(record) = a {
-                self.state.records.send(Op::Record { call_sid: self.call_sid.clone(), record });
+                self.state.records.send(Op::Record {
+                    call_sid: self.call_sid.clone(),
+                    record,
+                });
             }
         }
     }
@@ -365,7 +388,10 @@ impl Driver {
         for action in actions {
             match action {
                 Action::Record(record) => {
-                    self.state.records.send(Op::Record { call_sid: self.call_sid.clone(), record });
+                    self.state.records.send(Op::Record {
+                        call_sid: self.call_sid.clone(),
+                        record,
+                    });
                 }
                 Action::Play { audio, mark, .. } => {
                     for frame in audio.chunks(FRAME_SAMPLES_8K) {
@@ -380,7 +406,12 @@ impl Driver {
                     let msg = messages::clear_out(&self.stream_sid);
                     self.send(msg).await;
                 }
-                Action::Transcribe { utterance, samples, initial_prompt, speech_ended } => {
+                Action::Transcribe {
+                    utterance,
+                    samples,
+                    initial_prompt,
+                    speech_ended,
+                } => {
                     self.last_trigger = Some(speech_ended);
                     self.transcribe(utterance, samples, initial_prompt);
                 }
@@ -454,7 +485,9 @@ impl Driver {
                     }
                     Ok(Err(crate::stt::engine::SttError::Busy)) => Err(SttFailure::Overloaded),
                     Ok(Err(e)) => Err(SttFailure::Failed(e.to_string())),
-                    Err(e) => Err(SttFailure::Failed(format!("transcription task failed: {e}"))),
+                    Err(e) => Err(SttFailure::Failed(format!(
+                        "transcription task failed: {e}"
+                    ))),
                 };
                 let _ = tx.send((utterance, result));
             }
@@ -469,16 +502,23 @@ impl Driver {
         self.state.metrics.inc_escalations(&card.reason);
         if let Some(t) = self.last_trigger {
             let ms = self.now().saturating_sub(t);
-            self.state.metrics.observe_decision_latency(Duration::from_millis(ms));
+            self.state
+                .metrics
+                .observe_decision_latency(Duration::from_millis(ms));
         }
-        let whisper = format!("{}/twilio/agent-whisper/{}", self.state.settings.public_url, h.id);
+        let whisper = format!(
+            "{}/twilio/agent-whisper/{}",
+            self.state.settings.public_url, h.id
+        );
         let doc = twiml::transfer(&h.caller_say, &card.target, h.sip, &whisper);
         if let Some(url) = self.state.settings.handoff_webhook.clone() {
             let http = self.state.http.clone();
             let body = serde_json::to_value(card).unwrap_or_default();
             tokio::spawn(
                 async move {
-                    if let Err(e) = crate::telephony::twilio::rest::post_json(&http, &url, &body).await {
+                    if let Err(e) =
+                        crate::telephony::twilio::rest::post_json(&http, &url, &body).await
+                    {
                         tracing::warn!(error = %e, "handoff webhook failed (card is stored)");
                     }
                 }
@@ -498,13 +538,20 @@ impl Driver {
             async move {
                 let result = rest.update_call_twiml(&call_sid, &doc).await;
                 let (status, detail) = match &result {
-                    Ok(ok) => ("accepted", format!("accepted after {} attempt(s)", ok.attempts)),
+                    Ok(ok) => (
+                        "accepted",
+                        format!("accepted after {} attempt(s)", ok.attempts),
+                    ),
                     Err(e) => {
                         metrics.inc_transfer_failures(e.kind());
                         ("failed", e.to_string())
                     }
                 };
-                records.send(Op::TransferStatus { handoff_id, status, detail: detail.clone() });
+                records.send(Op::TransferStatus {
+                    handoff_id,
+                    status,
+                    detail: detail.clone(),
+                });
                 let _ = tx.send(result.map(|ok| ok.attempts).map_err(|_| detail));
             }
             .in_current_span(),

@@ -15,9 +15,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::{watch, Semaphore};
+use axum::routing::{get, post};
+use tokio::sync::{Semaphore, watch};
 
 use crate::call::Playbook;
 use crate::config::Settings;
@@ -65,7 +65,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/calls/{call_sid}", get(api::get_call))
         .route("/twilio/voice", post(twilio::voice))
         .route("/twilio/stream-ended", post(twilio::stream_ended))
-        .route("/twilio/agent-whisper/{id}", post(twilio::agent_whisper).get(twilio::agent_whisper))
+        .route(
+            "/twilio/agent-whisper/{id}",
+            post(twilio::agent_whisper).get(twilio::agent_whisper),
+        )
         .route("/twilio/media", get(media::upgrade))
         .with_state(state)
 }
@@ -81,11 +84,18 @@ pub fn build_state(
     let records = RecordWriter::spawn(store.clone());
     let rest = match (&settings.twilio_account_sid, &settings.twilio_auth_token) {
         (Some(sid), Some(token)) => Some(
-            TwilioRest::new(&settings.twilio_api_base, sid, token, RetryPolicy::default())
-                .context("building the Twilio REST client")?,
+            TwilioRest::new(
+                &settings.twilio_api_base,
+                sid,
+                token,
+                RetryPolicy::default(),
+            )
+            .context("building the Twilio REST client")?,
         ),
         _ => {
-            tracing::warn!("TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set: transfers will fail and fall back to the stream-ended <Dial>");
+            tracing::warn!(
+                "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set: transfers will fail and fall back to the stream-ended <Dial>"
+            );
             None
         }
     };

@@ -12,10 +12,26 @@ use crate::call::{Record, Speaker};
 use crate::store::Store;
 
 pub enum Op {
-    Begin { call_sid: String, from: String, to: String, started_at: String },
-    Record { call_sid: String, record: Record },
-    TransferStatus { handoff_id: String, status: &'static str, detail: String },
-    Finish { call_sid: String, outcome: String, ended_at: String },
+    Begin {
+        call_sid: String,
+        from: String,
+        to: String,
+        started_at: String,
+    },
+    Record {
+        call_sid: String,
+        record: Record,
+    },
+    TransferStatus {
+        handoff_id: String,
+        status: &'static str,
+        detail: String,
+    },
+    Finish {
+        call_sid: String,
+        outcome: String,
+        ended_at: String,
+    },
     Flush(mpsc::Sender<()>),
 }
 
@@ -35,7 +51,9 @@ impl RecordWriter {
                 }
             })
             .expect("spawning the record writer thread");
-        RecordWriter { tx: Arc::new(Mutex::new(tx)) }
+        RecordWriter {
+            tx: Arc::new(Mutex::new(tx)),
+        }
     }
 
     pub fn send(&self, op: Op) {
@@ -55,7 +73,12 @@ impl RecordWriter {
 
 fn apply(store: &Store, op: Op) {
     let result = match op {
-        Op::Begin { call_sid, from, to, started_at } => store.begin_call(&call_sid, &from, &to, &started_at),
+        Op::Begin {
+            call_sid,
+            from,
+            to,
+            started_at,
+        } => store.begin_call(&call_sid, &from, &to, &started_at),
         Op::Record { call_sid, record } => match record {
             Record::Line(l) => store.add_line(
                 &call_sid,
@@ -68,7 +91,11 @@ fn apply(store: &Store, op: Op) {
                 l.confidence,
                 l.prompt.as_deref(),
             ),
-            Record::Decision { t_ms, decision, detail } => store.add_decision(&call_sid, t_ms, &decision, &detail),
+            Record::Decision {
+                t_ms,
+                decision,
+                detail,
+            } => store.add_decision(&call_sid, t_ms, &decision, &detail),
             Record::Handoff { id, card } => match serde_json::to_value(&*card) {
                 Ok(mut json) => {
                     // The stream-ended fallback needs the id to point the agent whisper at it.
@@ -81,8 +108,16 @@ fn apply(store: &Store, op: Op) {
                 }
             },
         },
-        Op::TransferStatus { handoff_id, status, detail } => store.set_transfer_status(&handoff_id, status, &detail),
-        Op::Finish { call_sid, outcome, ended_at } => store.finish_call(&call_sid, &outcome, &ended_at),
+        Op::TransferStatus {
+            handoff_id,
+            status,
+            detail,
+        } => store.set_transfer_status(&handoff_id, status, &detail),
+        Op::Finish {
+            call_sid,
+            outcome,
+            ended_at,
+        } => store.finish_call(&call_sid, &outcome, &ended_at),
         Op::Flush(done) => {
             let _ = done.send(());
             Ok(())

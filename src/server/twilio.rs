@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -17,7 +17,11 @@ use crate::telephony::twilio::{signature, twiml};
 type Form = Vec<(String, String)>;
 
 fn xml(body: String) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
@@ -25,23 +29,34 @@ fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
 }
 
 /// Checks `X-Twilio-Signature` over the public URL of this request and its form fields.
-fn verify(state: &AppState, headers: &HeaderMap, uri: &Uri, form: &Form) -> Result<(), Response> {
+fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    form: &Form,
+) -> Result<(), (StatusCode, &'static str)> {
     if !state.settings.validate_signatures {
         return Ok(());
     }
     let Some(token) = state.settings.twilio_auth_token.as_deref() else {
         tracing::warn!(path = %uri.path(), "signature validation is on but TWILIO_AUTH_TOKEN is unset: refusing");
-        return Err((StatusCode::FORBIDDEN, "signature validation needs TWILIO_AUTH_TOKEN").into_response());
+        return Err((
+            StatusCode::FORBIDDEN,
+            "signature validation needs TWILIO_AUTH_TOKEN",
+        ));
     };
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!("{}{}", state.settings.public_url, path);
-    let given = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if signature::validate(token, &url, form, given) {
         Ok(())
     } else {
         tracing::warn!(%url, "bad X-Twilio-Signature: refused");
         state.metrics.inc_wire_errors("bad_signature");
-        Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response())
+        Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"))
     }
 }
 
@@ -51,7 +66,8 @@ fn parse_form(body: &Bytes) -> Form {
 
 /// The per-call stream token: only a stream we answered for may send audio.
 pub fn stream_token(key: &[u8; 32], call_sid: &str) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(call_sid.as_bytes());
     let bytes = mac.finalize().into_bytes();
     bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -59,10 +75,15 @@ pub fn stream_token(key: &[u8; 32], call_sid: &str) -> String {
 
 /// `POST /twilio/voice`: answer with `<Connect><Stream>`, or straight to a human when the line
 /// cannot take the call (model still loading, at capacity).
-pub async fn voice(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+pub async fn voice(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let form = parse_form(&body);
-    if let Err(r) = verify(&state, &headers, &uri, &form) {
-        return r;
+    if let Err(refused) = verify(&state, &headers, &uri, &form) {
+        return refused.into_response();
     }
     let call_sid = field(&form, "CallSid").unwrap_or_default();
     if call_sid.is_empty() {
@@ -73,12 +94,21 @@ pub async fn voice(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: 
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _g = span.enter();
 
-    let busy = state.active_calls.load(std::sync::atomic::Ordering::SeqCst) >= state.settings.max_calls;
+    let busy =
+        state.active_calls.load(std::sync::atomic::Ordering::SeqCst) >= state.settings.max_calls;
     if !state.ready() || busy {
-        let why = if busy { "at capacity" } else { "model still loading" };
+        let why = if busy {
+            "at capacity"
+        } else {
+            "model still loading"
+        };
         tracing::warn!(why, "sending the caller straight to a person");
         state.metrics.inc_overload_handoffs();
-        return xml(fallback_dial(&state, "Connecting you to someone who can help.", None));
+        return xml(fallback_dial(
+            &state,
+            "Connecting you to someone who can help.",
+            None,
+        ));
     }
     let token = stream_token(&state.token_key, call_sid);
     let public = &state.settings.public_url;
@@ -93,7 +123,9 @@ pub async fn voice(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: 
 /// A `<Dial>` to the fallback queue, with the agent whisper when a handoff exists.
 fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> String {
     let plan = &state.book.dialplan;
-    let queue = plan.queue(&plan.fallback_queue).or_else(|| plan.queues.first());
+    let queue = plan
+        .queue(&plan.fallback_queue)
+        .or_else(|| plan.queues.first());
     let Some(queue) = queue else {
         return twiml::say(say);
     };
@@ -111,10 +143,15 @@ fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> Strin
 /// `POST /twilio/stream-ended`: the `<Connect>` finished. A call warmline finished itself
 /// hangs up; any other ending (dropped socket, restart, fault, a transfer the REST API
 /// refused) dials a person with whatever context exists.
-pub async fn stream_ended(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+pub async fn stream_ended(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let form = parse_form(&body);
-    if let Err(r) = verify(&state, &headers, &uri, &form) {
-        return r;
+    if let Err(refused) = verify(&state, &headers, &uri, &form) {
+        return refused.into_response();
     }
     let call_sid = field(&form, "CallSid").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_sid);
@@ -123,7 +160,10 @@ pub async fn stream_ended(State(state): State<Arc<AppState>>, headers: HeaderMap
     let sid = call_sid.clone();
     let (outcome, card) = tokio::task::spawn_blocking(move || {
         records.flush();
-        (store.outcome(&sid).ok().flatten(), store.handoff_for_call(&sid).ok().flatten())
+        (
+            store.outcome(&sid).ok().flatten(),
+            store.handoff_for_call(&sid).ok().flatten(),
+        )
     })
     .await
     .unwrap_or((None, None));
@@ -133,20 +173,42 @@ pub async fn stream_ended(State(state): State<Arc<AppState>>, headers: HeaderMap
     }
     // A handoff that exists but did not go through: dial its own queue target.
     if let Some(card) = card {
-        let id = card.get("handoff_id").and_then(|v| v.as_str()).map(str::to_string);
-        let target = card.get("target").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let id = card
+            .get("handoff_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let target = card
+            .get("target")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         let say = "I couldn't connect you the usual way, so I'm dialling the team directly. I've passed on what you told me.";
-        tracing::warn!(?outcome, "stream ended with a handoff pending: dialling directly");
+        tracing::warn!(
+            ?outcome,
+            "stream ended with a handoff pending: dialling directly"
+        );
         if !target.is_empty() {
             let whisper = id
                 .map(|id| format!("{}/twilio/agent-whisper/{id}", state.settings.public_url))
                 .unwrap_or_default();
-            return xml(twiml::transfer(say, &target, target.starts_with("sip:"), &whisper));
+            return xml(twiml::transfer(
+                say,
+                &target,
+                target.starts_with("sip:"),
+                &whisper,
+            ));
         }
     }
-    tracing::warn!(?outcome, "stream ended without a transfer or goodbye: failing open to a person");
+    tracing::warn!(
+        ?outcome,
+        "stream ended without a transfer or goodbye: failing open to a person"
+    );
     state.metrics.inc_calls("stream_ended_to_human");
-    xml(fallback_dial(&state, "Let me connect you to someone who can help.", None))
+    xml(fallback_dial(
+        &state,
+        "Let me connect you to someone who can help.",
+        None,
+    ))
 }
 
 /// `POST|GET /twilio/agent-whisper/{id}`: what the agent hears before the caller is bridged.
@@ -159,9 +221,13 @@ pub async fn agent_whisper(
     body: Bytes,
 ) -> Response {
     // GET carries its fields in the query string, which is already part of the signed URL.
-    let form = if query.is_some() && body.is_empty() { Vec::new() } else { parse_form(&body) };
-    if let Err(r) = verify(&state, &headers, &uri, &form) {
-        return r;
+    let form = if query.is_some() && body.is_empty() {
+        Vec::new()
+    } else {
+        parse_form(&body)
+    };
+    if let Err(refused) = verify(&state, &headers, &uri, &form) {
+        return refused.into_response();
     }
     let store = state.store.clone();
     let summary = tokio::task::spawn_blocking(move || store.handoff_summary(&id).ok().flatten())
@@ -170,6 +236,10 @@ pub async fn agent_whisper(
         .flatten();
     match summary {
         Some(s) => xml(twiml::say(&s)),
-        None => (StatusCode::NOT_FOUND, xml(twiml::say("A caller is being connected to you."))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            xml(twiml::say("A caller is being connected to you.")),
+        )
+            .into_response(),
     }
 }

@@ -8,10 +8,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use serde::Deserialize;
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
-use super::model::{self, ModelError, ModelInfo};
 use super::Transcript;
+use super::model::{self, ModelError, ModelInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SttError {
@@ -49,7 +51,11 @@ pub struct SttConfig {
 impl Default for SttConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        SttConfig { threads: cores.min(4), max_states: cores.clamp(1, 4), audio_ctx: AudioCtx::Full }
+        SttConfig {
+            threads: cores.min(4),
+            max_states: cores.clamp(1, 4),
+            audio_ctx: AudioCtx::Full,
+        }
     }
 }
 
@@ -83,10 +89,20 @@ impl SttEngine {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let engine = SttEngine { ctx, idle: Mutex::new(Vec::new()), created: Mutex::new(0), cfg, info };
+        let engine = SttEngine {
+            ctx,
+            idle: Mutex::new(Vec::new()),
+            created: Mutex::new(0),
+            cfg,
+            info,
+        };
         // One warm state up front: the first caller should not pay for allocating it.
         let state = engine.new_state()?;
-        engine.idle.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        engine
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(state);
         Ok(engine)
     }
 
@@ -103,7 +119,10 @@ impl SttEngine {
         if *created >= self.cfg.max_states {
             return Err(SttError::Busy);
         }
-        let state = self.ctx.create_state().map_err(|e| SttError::Whisper(e.to_string()))?;
+        let state = self
+            .ctx
+            .create_state()
+            .map_err(|e| SttError::Whisper(e.to_string()))?;
         *created += 1;
         Ok(state)
     }
@@ -116,7 +135,10 @@ impl SttEngine {
     }
 
     fn checkin(&self, state: WhisperState) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(state);
     }
 
     /// Transcribes 16 kHz mono samples. Blocking (run it on a blocking thread); fails with
@@ -127,10 +149,18 @@ impl SttEngine {
         let result = self.run(&mut state, samples, initial_prompt);
         self.checkin(state);
         let transcript = result?;
-        Ok(SttOutput { transcript, elapsed_ms: started.elapsed().as_millis() as u64 })
+        Ok(SttOutput {
+            transcript,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
     }
 
-    fn run(&self, state: &mut WhisperState, samples: &[f32], prompt: &str) -> Result<Transcript, SttError> {
+    fn run(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        prompt: &str,
+    ) -> Result<Transcript, SttError> {
         let mut padded;
         let audio = if samples.len() < MIN_SAMPLES {
             padded = samples.to_vec();
@@ -159,13 +189,19 @@ impl SttEngine {
             let ctx = ((secs * 50.0) as i32 + margin).clamp(min, self.info.n_audio_ctx);
             p.set_audio_ctx(ctx);
         }
-        state.full(p, audio).map_err(|e| SttError::Whisper(e.to_string()))?;
+        state
+            .full(p, audio)
+            .map_err(|e| SttError::Whisper(e.to_string()))?;
 
         let eot = self.ctx.token_eot();
         let mut text = String::new();
         let (mut prob_sum, mut n) = (0.0f32, 0u32);
         for segment in state.as_iter() {
-            text.push_str(&segment.to_str_lossy().map_err(|e| SttError::Whisper(e.to_string()))?);
+            text.push_str(
+                &segment
+                    .to_str_lossy()
+                    .map_err(|e| SttError::Whisper(e.to_string()))?,
+            );
             for i in 0..segment.n_tokens() {
                 if let Some(tok) = segment.get_token(i) {
                     // Special tokens (timestamps, start/end markers) say nothing about the words.
@@ -177,6 +213,9 @@ impl SttEngine {
             }
         }
         let confidence = if n == 0 { 0.0 } else { prob_sum / n as f32 };
-        Ok(Transcript { text: text.trim().to_string(), confidence })
+        Ok(Transcript {
+            text: text.trim().to_string(),
+            confidence,
+        })
     }
 }

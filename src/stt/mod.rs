@@ -19,8 +19,6 @@ pub enum SttFailure {
     Failed(String),
 }
 
-
-
 /// Anything that can turn an utterance into text: the Whisper engine, live or in replay.
 pub trait Transcriber: Send + Sync {
     fn transcribe(&self, samples: &[f32], initial_prompt: &str) -> Result<Transcript, SttFailure>;

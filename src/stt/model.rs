@@ -1265,7 +1265,11 @@ fn mel_filters(n_mels: usize) -> Vec<f32> {
         for (w, &f) in row.iter_mut().zip(&fft_freqs) {
             let lower = -(lo - f) / (mid - lo);
             let upper = (hi - f) / (hi - mid);
-            *w = (lower.min(upper).max(0.0) * enorm) as f32;
+            // `f64::max` may return either zero for (-0.0, 0.0), and does differ between debug
+            // and release builds; numpy keeps the -0.0, and the reference bytes have it.
+            let v = lower.min(upper);
+            let v = if v < 0.0 { 0.0 } else { v };
+            *w = (v * enorm) as f32;
         }
     }
     weights

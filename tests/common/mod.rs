@@ -18,7 +18,8 @@ pub fn root() -> &'static Path {
 /// Settings with every path anchored at the repository root, whatever the working directory.
 pub fn settings() -> Settings {
     let mut s = Settings::default();
-    s.apply_env(|k| std::env::var(k).ok()).expect("valid environment");
+    s.apply_env(|k| std::env::var(k).ok())
+        .expect("valid environment");
     s.dialplan = root().join("dialplans/support.toml");
     s.prompts_dir = root().join("voice-prompts");
     s.models_dir = root().join("models");
@@ -32,8 +33,10 @@ pub fn playbook() -> Arc<Playbook> {
 /// One model per test binary: loading it per test would waste seconds and memory.
 pub fn stt() -> Arc<SttEngine> {
     static STT: OnceLock<Arc<SttEngine>> = OnceLock::new();
-    STT.get_or_init(|| setup::load_stt(&settings()).expect("the Whisper model loads (pulled on first use)"))
-        .clone()
+    STT.get_or_init(|| {
+        setup::load_stt(&settings()).expect("the Whisper model loads (pulled on first use)")
+    })
+    .clone()
 }
 
 pub fn fixture_paths() -> Vec<PathBuf> {
