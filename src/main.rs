@@ -37,6 +37,25 @@ enum Command {
         /// Only print failing calls in full.
         #[arg(long)]
         quiet: bool,
+        /// Also print each transferred call's context card as JSON.
+        #[arg(long)]
+        cards: bool,
+    },
+    /// Labeled evaluation over fixture calls: escalation precision/recall, queue, reason and
+    /// priority accuracy, fact recall, confusion table.
+    Eval {
+        /// Fixture files or directories (fixtures/calls).
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+    },
+    /// Many simulated Twilio calls at once against warmline (in-process, or a server on
+    /// loopback): decision latency, STT queueing, CPU and memory per call, lost calls.
+    Loadtest {
+        #[command(flatten)]
+        opts: warmline::loadtest::LoadtestOptions,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage the Whisper model.
     Models {
@@ -73,7 +92,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(settings),
-        Command::Replay { fixtures, quiet } => replay_cmd(&settings, &fixtures, quiet),
+        Command::Replay {
+            fixtures,
+            quiet,
+            cards,
+        } => replay_cmd(&settings, &fixtures, quiet, cards),
+        Command::Eval { fixtures } => eval_cmd(&settings, &fixtures),
+        Command::Loadtest { opts, json } => loadtest_cmd(settings, opts, json),
         Command::Models {
             command: ModelsCommand::Pull,
         } => {
@@ -93,7 +118,59 @@ fn serve(settings: Settings) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn replay_cmd(settings: &Settings, paths: &[PathBuf], quiet: bool) -> Result<ExitCode> {
+fn loadtest_cmd(
+    settings: Settings,
+    mut opts: warmline::loadtest::LoadtestOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    opts.settings = Box::new(settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("loadtest")
+        .build()?;
+    let report = runtime.block_on(warmline::loadtest::run(opts))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.lost() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn eval_cmd(settings: &Settings, paths: &[PathBuf]) -> Result<ExitCode> {
+    let paths = replay::expand_paths(paths)?;
+    let book = setup::load_playbook(settings)?;
+    let stt = setup::load_stt(settings)?;
+    let results = replay::replay_all(&paths, book, stt.as_ref());
+    let mut replayed = Vec::new();
+    for r in &results {
+        match r {
+            Ok(r) => replayed.push(r),
+            Err((path, e)) => println!("{}: {e}", path.display()),
+        }
+    }
+    let ev = replay::evaluate(&replayed);
+    print!("{ev}");
+    let unreadable = results.len() - replayed.len();
+    Ok(if unreadable == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn replay_cmd(
+    settings: &Settings,
+    paths: &[PathBuf],
+    quiet: bool,
+    cards: bool,
+) -> Result<ExitCode> {
+    let paths = replay::expand_paths(paths)?;
+    let paths = paths.as_slice();
     let book = setup::load_playbook(settings)?;
     let stt = setup::load_stt(settings)?;
     let started = Instant::now();
@@ -111,6 +188,10 @@ fn replay_cmd(settings: &Settings, paths: &[PathBuf], quiet: bool) -> Result<Exi
                 }
                 if !quiet || !r.passed() {
                     print!("{}", replay::report(r));
+                }
+                if let (true, Some(h)) = (cards, r.outcome.as_ref().ok().and_then(|o| o.handoff()))
+                {
+                    println!("{}", serde_json::to_string_pretty(&h.card)?);
                 }
                 audio_ms += r.fixture.audio_ms();
                 if let Ok(o) = &r.outcome {

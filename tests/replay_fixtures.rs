@@ -84,3 +84,44 @@ fn fixtures_cover_every_queue_and_escape_route() {
         "only {self_served} self-served calls ended with a goodbye"
     );
 }
+
+#[test]
+fn labeled_evaluation_meets_quality_thresholds() {
+    let replayed: Vec<&Replayed> = results().iter().flatten().collect();
+    assert_eq!(
+        replayed.len(),
+        results().len(),
+        "some fixtures could not be read"
+    );
+    assert!(
+        replayed.len() >= 40,
+        "the evaluation needs at least 40 labeled calls"
+    );
+    let ev = replay::evaluate(&replayed);
+    println!("{ev}");
+    assert!(
+        ev.precision() >= 0.95,
+        "escalation precision {:.3} < 0.95\n{ev}",
+        ev.precision()
+    );
+    assert!(
+        ev.recall() >= 0.95,
+        "escalation recall {:.3} < 0.95\n{ev}",
+        ev.recall()
+    );
+    assert!(
+        ev.queue_accuracy() >= 0.9,
+        "queue accuracy {:.3} < 0.9\n{ev}",
+        ev.queue_accuracy()
+    );
+    assert!(
+        ev.fact_recall() >= 0.9,
+        "fact recall {:.3} < 0.9\n{ev}",
+        ev.fact_recall()
+    );
+    assert!(
+        ev.priority_accuracy() >= 0.9,
+        "priority accuracy {:.3} < 0.9\n{ev}",
+        ev.priority_accuracy()
+    );
+}

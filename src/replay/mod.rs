@@ -2,6 +2,7 @@
 //! virtual clock, with the real speech-to-text model.
 
 pub mod check;
+pub mod eval;
 pub mod fixture;
 pub mod sim;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use check::{Miss, check};
+pub use eval::{Evaluation, evaluate};
 pub use fixture::Fixture;
 pub use sim::{Ending, Outcome};
 
@@ -29,6 +31,24 @@ impl Replayed {
     pub fn passed(&self) -> bool {
         self.outcome.is_ok() && self.misses.is_empty()
     }
+}
+
+/// Fixture files named directly, plus every `*.toml` in directories named, sorted.
+pub fn expand_paths(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Replays every fixture in `paths`; a fixture that cannot be read is reported as a failure
