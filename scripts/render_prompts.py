@@ -12,6 +12,8 @@ model's noise per prompt (scripts/piper_voice.py), then sox (repeatable, -R):
 Needs scripts/setup_tts.sh first. The text in prompts.toml is left untouched.
 """
 import argparse
+import struct
+import wave
 import filecmp
 import os
 import subprocess
@@ -44,6 +46,47 @@ def sox(*args):
     subprocess.run(["sox", "-R", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+# A pause longer than this inside a prompt sounds, to a caller (and to the Twilio simulator,
+# which treats 300 ms without voiced audio as "the prompt ended"), like a turn to speak.
+MAX_PAUSE_MS = 200
+PAUSE_LEVEL = 40          # mean |sample| at or below this counts as a pause (16-bit scale)
+
+
+def cap_pauses(path: Path, max_ms: int = MAX_PAUSE_MS):
+    """Shorten every internal pause to at most max_ms, keeping half of it at each edge."""
+    with wave.open(str(path)) as w:
+        params = w.getparams()
+        pcm = w.readframes(w.getnframes())
+    n = len(pcm) // 2
+    samples = struct.unpack(f"<{n}h", pcm)
+    step = params.framerate // 100          # 10 ms blocks
+    quiet = [sum(abs(x) for x in samples[i:i + step]) / max(1, len(samples[i:i + step])) <= PAUSE_LEVEL
+             for i in range(0, n, step)]
+    keep_blocks = max_ms // 10
+    out, i = [], 0
+    while i < len(quiet):
+        j = i
+        while j < len(quiet) and quiet[j]:
+            j += 1
+        run = j - i
+        internal = i > 0 and j < len(quiet)
+        if run and internal and run > keep_blocks:
+            half = keep_blocks // 2
+            out.extend(range(i, i + half))
+            out.extend(range(j - (keep_blocks - half), j))
+            i = j
+        elif run:
+            out.extend(range(i, j))
+            i = j
+        else:
+            out.append(i)
+            i += 1
+    kept = b"".join(pcm[b * step * 2:(b + 1) * step * 2] for b in out)
+    with wave.open(str(path), "wb") as w:
+        w.setparams(params)
+        w.writeframes(kept)
+
+
 def render(piper: Piper, text: str, out: Path, tmp: Path, seed=None):
     raw = tmp / "piper.wav"
     piper.synth(text, raw, seed=seed)
@@ -51,6 +94,7 @@ def render(piper: Piper, text: str, out: Path, tmp: Path, seed=None):
         "remix", "-", "gain", "-3", "rate", "8000",  # headroom: Piper peaks at 0 dBFS
         "silence", "1", "0.02", TRIM_DB, "reverse", "silence", "1", "0.02", TRIM_DB, "reverse",
         "norm", "-3", "pad", PAD_S, PAD_S)
+    cap_pauses(out)
 
 
 def main():

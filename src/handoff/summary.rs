@@ -42,12 +42,12 @@ fn why(reason: Reason, requests: u32) -> String {
     match reason {
         Reason::ExplicitRequest => "asked for a person".into(),
         Reason::RepeatedRequest => format!("asked for a person {}", times(requests)),
-        Reason::Dtmf => "pressed zero for a person".into(),
-        Reason::NegativeSentiment => "is upset, so was sent straight to a person".into(),
-        Reason::NotUnderstood => "could not be understood by the system twice".into(),
-        Reason::LowConfidence => "was hard to hear on the line".into(),
+        Reason::Dtmf => "pressed 0 for a person".into(),
+        Reason::NegativeSentiment => "sent straight to a person because they are upset".into(),
+        Reason::NotUnderstood => "the system could not understand them".into(),
+        Reason::LowConfidence => "hard to hear on the line".into(),
         Reason::UnsupportedLanguage => "speaks a language the system does not serve".into(),
-        Reason::Dialplan => "was routed by topic".into(),
+        Reason::Dialplan => "routed by topic".into(),
     }
 }
 
@@ -125,11 +125,7 @@ pub fn written_summary(input: &SummaryInput) -> String {
         first.push_str(&format!(": \"{g}\""));
     }
     first.push('.');
-    let mut second = format!(
-        "{} and {}",
-        capitalize(input.mood),
-        why(input.reason, input.agent_requests)
-    );
+    let mut second = format!("{}; {}", capitalize(input.mood), why(input.reason, input.agent_requests));
     if input.repeat_contact {
         second.push_str("; says they have called about this before");
     }

@@ -37,7 +37,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// little enough that `clear` leaves almost nothing playing.
 const LEAD_MS: u64 = 80;
 /// A transcription waits this long for a free model state before the caller is handed over.
-const STT_WAIT: Duration = Duration::from_millis(2_500);
+const STT_WAIT: Duration = Duration::from_millis(5_000);
 /// After a transfer is accepted Twilio stops the stream; do not wait longer than this.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 

@@ -229,8 +229,13 @@ pub async fn agent_whisper(
     if let Err(refused) = verify(&state, &headers, &uri, &form) {
         return refused.into_response();
     }
-    let store = state.store.clone();
-    let summary = tokio::task::spawn_blocking(move || store.handoff_summary(&id).ok().flatten())
+    let (store, records) = (state.store.clone(), state.records.clone());
+    // The card is queued for storage before the transfer is requested; wait for it.
+    let read = move || {
+        records.flush();
+        store.handoff_summary(&id).ok().flatten()
+    };
+    let summary = tokio::task::spawn_blocking(read)
         .await
         .ok()
         .flatten();
