@@ -83,9 +83,10 @@ pub struct LoadtestOptions {
     /// Calls in progress at once (at most 100).
     #[arg(long, default_value_t = 20)]
     pub concurrency: usize,
-    /// A running warmline on loopback, started with
-    /// WARMLINE_TWILIO_API_BASE=http://127.0.0.1:<fake-port> (and WARMLINE_HANDOFF_WEBHOOK=
-    /// http://127.0.0.1:<fake-port>/handoff). Without it the server runs in this process.
+    /// A running warmline on loopback, given as its WARMLINE_PUBLIC_URL (webhooks are signed
+    /// over it) and started with WARMLINE_TWILIO_API_BASE=http://127.0.0.1:<fake-port> (and
+    /// WARMLINE_HANDOFF_WEBHOOK=http://127.0.0.1:<fake-port>/handoff). Without it the server
+    /// runs in this process.
     #[arg(long)]
     pub url: Option<String>,
     /// Port of the fake Twilio REST API (required with --url; default: any free port).
@@ -1782,10 +1783,16 @@ impl fmt::Display for Report {
             self.cut_off,
             self.not_started
         )?;
-        if self.lost_calls.is_empty() {
+        if self.lost_calls.is_empty() && self.cut_off == 0 {
             writeln!(
                 f,
                 "  lost calls        none: every started call ended in a transfer or a goodbye"
+            )?;
+        } else if self.lost_calls.is_empty() {
+            writeln!(
+                f,
+                "  lost calls        none, but {} call(s) were cut off by --max-seconds (not judged)",
+                self.cut_off
             )?;
         } else {
             writeln!(f, "  lost calls        {}:", self.lost())?;

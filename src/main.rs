@@ -53,7 +53,7 @@ enum Command {
     Loadtest {
         #[command(flatten)]
         opts: warmline::loadtest::LoadtestOptions,
-        /// Print the report as JSON.
+        /// Print the report as JSON on stdout (the table then goes to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -130,7 +130,9 @@ fn loadtest_cmd(
         .build()?;
     let report = runtime.block_on(warmline::loadtest::run(opts))?;
     if json {
+        // Machine-readable on stdout; the human table still goes to the terminal.
         println!("{}", serde_json::to_string_pretty(&report)?);
+        eprint!("{report}");
     } else {
         print!("{report}");
     }
@@ -141,10 +143,24 @@ fn loadtest_cmd(
     })
 }
 
+/// Replay transcribes one utterance at a time, so each one gets every core — unless the
+/// settings file chose the speech-to-text threads itself.
+fn sequential(settings: &Settings) -> Settings {
+    use warmline::stt::engine::SttConfig;
+    let mut s = settings.clone();
+    if s.stt.threads == SttConfig::default().threads {
+        s.stt = SttConfig {
+            audio_ctx: s.stt.audio_ctx,
+            ..SttConfig::sequential()
+        };
+    }
+    s
+}
+
 fn eval_cmd(settings: &Settings, paths: &[PathBuf]) -> Result<ExitCode> {
     let paths = replay::expand_paths(paths)?;
     let book = setup::load_playbook(settings)?;
-    let stt = setup::load_stt(settings)?;
+    let stt = setup::load_stt(&sequential(settings))?;
     let results = replay::replay_all(&paths, book, stt.as_ref());
     let mut replayed = Vec::new();
     for r in &results {
@@ -172,7 +188,7 @@ fn replay_cmd(
     let paths = replay::expand_paths(paths)?;
     let paths = paths.as_slice();
     let book = setup::load_playbook(settings)?;
-    let stt = setup::load_stt(settings)?;
+    let stt = setup::load_stt(&sequential(settings))?;
     let started = Instant::now();
     let results = replay::replay_all(paths, book, stt.as_ref());
     let wall = started.elapsed();

@@ -14,7 +14,7 @@ type Results = Vec<Result<Replayed, (PathBuf, String)>>;
 fn results() -> &'static Results {
     static RESULTS: OnceLock<Results> = OnceLock::new();
     RESULTS.get_or_init(|| {
-        let stt = common::stt();
+        let stt = common::stt_sequential();
         replay::replay_all(&common::fixture_paths(), common::playbook(), stt.as_ref())
     })
 }

@@ -69,7 +69,13 @@ struct Held {
     reason: Reason,
     priority: Priority,
     deadline: Millis,
+    /// When the hold began: a caller who keeps talking is still put through after
+    /// [`MAX_HOLD_MS`].
+    since: Millis,
 }
+
+/// The longest a routine transfer waits for a caller who keeps adding sentences.
+const MAX_HOLD_MS: Millis = 8_000;
 
 /// Speech that starts this soon into a prompt is probably the caller finishing their previous
 /// sentence, not an interruption.
@@ -280,14 +286,15 @@ impl Engine {
             }
             return;
         }
-        if self.in_speech || !self.pending.is_empty() || self.goodbye_mark.is_some() {
-            return;
-        }
         if let Some(held) = self.held {
-            if now >= held.deadline {
+            let quiet = !self.in_speech && self.pending.is_empty();
+            if (quiet && now >= held.deadline) || now >= held.since + MAX_HOLD_MS {
                 self.held = None;
                 self.transfer(held.reason, held.priority, now, out);
             }
+            return;
+        }
+        if self.in_speech || !self.pending.is_empty() || self.goodbye_mark.is_some() {
             return;
         }
         if now < self.last_activity + self.book.dialplan.escalation.silence_reprompt_ms {
@@ -355,16 +362,24 @@ impl Engine {
         self.silence_prompts = 0;
         let upset = self.upset();
         if let Some(held) = self.held.take() {
-            // This turn finished the caller's thought: its facts are merged; only something more
-            // urgent than the routine transfer changes what happens.
+            // The caller went on talking: their facts are merged. Something urgent acts now;
+            // otherwise the routine transfer waits until they pause again.
             match decision {
                 Decision::Transfer { reason, priority } if reason != Reason::Dialplan => {
                     self.transfer(reason, priority, now, out)
                 }
-                Decision::Transfer { priority, .. } => {
-                    self.transfer(held.reason, held.priority.max(priority), now, out)
+                other => {
+                    let priority = match other {
+                        Decision::Transfer { priority, .. } => held.priority.max(priority),
+                        _ => held.priority,
+                    };
+                    self.held = Some(Held {
+                        priority,
+                        deadline: detected + CONTINUATION_MS,
+                        ..held
+                    });
+                    self.on_tick(now, out);
                 }
-                _ => self.transfer(held.reason, held.priority, now, out),
             }
             return;
         }
@@ -383,6 +398,7 @@ impl Engine {
                     reason: Reason::Dialplan,
                     priority,
                     deadline: detected + CONTINUATION_MS,
+                    since: now,
                 });
                 self.on_tick(now, out);
             }

@@ -125,7 +125,11 @@ pub fn written_summary(input: &SummaryInput) -> String {
         first.push_str(&format!(": \"{g}\""));
     }
     first.push('.');
-    let mut second = format!("{}; {}", capitalize(input.mood), why(input.reason, input.agent_requests));
+    let mut second = format!(
+        "{}; {}",
+        capitalize(input.mood),
+        why(input.reason, input.agent_requests)
+    );
     if input.repeat_contact {
         second.push_str("; says they have called about this before");
     }

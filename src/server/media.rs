@@ -183,6 +183,9 @@ struct Driver {
     /// When the caller last stopped speaking (or pressed a key): decision latency starts here.
     last_trigger: Option<Millis>,
     last_chunk: Option<u64>,
+    /// Twilio said `stop` while the transfer request was in flight: end once it answers.
+    stop_seen: bool,
+    socket_open: bool,
     close: bool,
 }
 
@@ -236,6 +239,8 @@ async fn drive(
         phase: Phase::Live,
         last_trigger: None,
         last_chunk: None,
+        stop_seen: false,
+        socket_open: true,
         close: false,
     };
     tracing::info!(stream_sid = %d.stream_sid, "stream started");
@@ -260,7 +265,7 @@ async fn drive(
             }
         };
         tokio::select! {
-            msg = stream.next() => match msg {
+            msg = stream.next(), if d.socket_open => match msg {
                 Some(Ok(Message::Text(t))) => d.on_text(&t).await,
                 Some(Ok(Message::Binary(_))) => d.wire_error("binary", "binary frame ignored"),
                 Some(Ok(Message::Close(_))) | None => { d.on_socket_gone("socket closed").await; }
@@ -348,11 +353,17 @@ impl Driver {
             Inbound::Mark { name } => self.engine.feed(Event::Mark(name), now),
             Inbound::Stop => {
                 tracing::info!("provider sent stop");
-                if self.phase == Phase::Live {
-                    self.phase = Phase::CallerHungUp;
-                    let _ = self.engine.feed(Event::Hangup, now);
+                match self.phase {
+                    Phase::Live => {
+                        self.phase = Phase::CallerHungUp;
+                        let _ = self.engine.feed(Event::Hangup, now);
+                        self.close = true;
+                    }
+                    // The redirect usually stops the stream before the REST answer arrives;
+                    // wait for it so the record says what really happened.
+                    Phase::Transferring => self.stop_seen = true,
+                    _ => self.close = true,
                 }
-                self.close = true;
                 return;
             }
             Inbound::Start(_) => {
@@ -366,6 +377,12 @@ impl Driver {
     /// The socket went away without `stop`: record a handoff so `/twilio/stream-ended` can
     /// dial a person with context, but do not call the REST API (Twilio is already moving on).
     async fn on_socket_gone(&mut self, why: &str) {
+        self.socket_open = false;
+        if self.phase == Phase::Transferring {
+            // The transfer request is still in flight: its answer decides the outcome.
+            self.stop_seen = true;
+            return;
+        }
         self.close = true;
         if self.phase != Phase::Live {
             return;
@@ -563,6 +580,7 @@ impl Driver {
             Ok(attempts) => {
                 tracing::info!(attempts, "transfer accepted by the provider");
                 self.phase = Phase::Transferred;
+                self.close |= self.stop_seen;
             }
             Err(e) => {
                 // The caller must not be left hanging: closing the stream makes Twilio run the

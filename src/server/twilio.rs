@@ -235,10 +235,7 @@ pub async fn agent_whisper(
         records.flush();
         store.handoff_summary(&id).ok().flatten()
     };
-    let summary = tokio::task::spawn_blocking(read)
-        .await
-        .ok()
-        .flatten();
+    let summary = tokio::task::spawn_blocking(read).await.ok().flatten();
     match summary {
         Some(s) => xml(twiml::say(&s)),
         None => (

@@ -48,13 +48,33 @@ pub struct SttConfig {
     pub audio_ctx: AudioCtx,
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl Default for SttConfig {
+    /// For the server: one thread per transcription and one state per core. ggml's worker
+    /// threads spin at every barrier, so two 2-thread jobs on 2 cores (or one next to a busy
+    /// neighbour) slow each other down many times over; single-threaded jobs never wait on a
+    /// descheduled partner. Measured with the Twilio simulator at 4 concurrent calls on 2 cores
+    /// with other load on the machine: 2 threads × 2 states made transcriptions take 5–11 s and
+    /// callers failed open to a person.
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         SttConfig {
-            threads: cores.min(4),
-            max_states: cores.clamp(1, 4),
+            threads: 1,
+            max_states: cores().clamp(1, 8),
             audio_ctx: AudioCtx::Full,
+        }
+    }
+}
+
+impl SttConfig {
+    /// For one transcription at a time (replay, evaluation): all cores on each utterance.
+    pub fn sequential() -> Self {
+        SttConfig {
+            threads: cores().min(8),
+            max_states: 1,
+            ..SttConfig::default()
         }
     }
 }

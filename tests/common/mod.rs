@@ -30,11 +30,23 @@ pub fn playbook() -> Arc<Playbook> {
     setup::load_playbook(&settings()).expect("shipped dialplan and prompts load")
 }
 
-/// One model per test binary: loading it per test would waste seconds and memory.
+/// The server's speech-to-text setup (one thread per transcription, a state per core), loaded
+/// once per test binary: loading it per test would waste seconds and memory.
 pub fn stt() -> Arc<SttEngine> {
     static STT: OnceLock<Arc<SttEngine>> = OnceLock::new();
     STT.get_or_init(|| {
         setup::load_stt(&settings()).expect("the Whisper model loads (pulled on first use)")
+    })
+    .clone()
+}
+
+/// Replay's setup: one utterance at a time, every core on it.
+pub fn stt_sequential() -> Arc<SttEngine> {
+    static STT: OnceLock<Arc<SttEngine>> = OnceLock::new();
+    STT.get_or_init(|| {
+        let mut s = settings();
+        s.stt = warmline::stt::engine::SttConfig::sequential();
+        setup::load_stt(&s).expect("the Whisper model loads (pulled on first use)")
     })
     .clone()
 }
