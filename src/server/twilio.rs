@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
@@ -64,6 +64,29 @@ fn parse_form(body: &Bytes) -> Form {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The form fields of a Twilio callback whose `X-Twilio-Signature` checked out. As an
+/// extractor, no handler can forget the check.
+pub struct SignedForm(pub Form);
+
+impl FromRequest<Arc<AppState>> for SignedForm {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "callback body too large"))?;
+        // A GET carries its fields in the query string, which is already part of the signed URL.
+        let form = if parts.method == axum::http::Method::GET {
+            Vec::new()
+        } else {
+            parse_form(&body)
+        };
+        verify(state, &parts.headers, &parts.uri, &form)?;
+        Ok(SignedForm(form))
+    }
+}
+
 /// The per-call stream token: only a stream we answered for may send audio.
 pub fn stream_token(key: &[u8; 32], call_sid: &str) -> String {
     let mut mac =
@@ -75,16 +98,7 @@ pub fn stream_token(key: &[u8; 32], call_sid: &str) -> String {
 
 /// `POST /twilio/voice`: answer with `<Connect><Stream>`, or straight to a human when the line
 /// cannot take the call (model still loading, at capacity).
-pub async fn voice(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = verify(&state, &headers, &uri, &form) {
-        return refused.into_response();
-    }
+pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedForm) -> Response {
     let call_sid = field(&form, "CallSid").unwrap_or_default();
     if call_sid.is_empty() {
         return (StatusCode::BAD_REQUEST, "missing CallSid").into_response();
@@ -145,14 +159,8 @@ fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> Strin
 /// refused) dials a person with whatever context exists.
 pub async fn stream_ended(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    SignedForm(form): SignedForm,
 ) -> Response {
-    let form = parse_form(&body);
-    if let Err(refused) = verify(&state, &headers, &uri, &form) {
-        return refused.into_response();
-    }
     let call_sid = field(&form, "CallSid").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _g = span.enter();
@@ -215,20 +223,8 @@ pub async fn stream_ended(
 pub async fn agent_whisper(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    _signed: SignedForm,
 ) -> Response {
-    // GET carries its fields in the query string, which is already part of the signed URL.
-    let form = if query.is_some() && body.is_empty() {
-        Vec::new()
-    } else {
-        parse_form(&body)
-    };
-    if let Err(refused) = verify(&state, &headers, &uri, &form) {
-        return refused.into_response();
-    }
     let (store, records) = (state.store.clone(), state.records.clone());
     // The card is queued for storage before the transfer is requested; wait for it.
     let read = move || {
