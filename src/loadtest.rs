@@ -590,27 +590,34 @@ impl CallOutcome {
     }
 }
 
+/// Places calls in order, at most `concurrency` at a time (a new one as soon as one ends),
+/// until all are placed or the deadline passes.
 async fn place_calls(
     ctx: &Arc<Ctx>,
     fixtures: &[Arc<Fixture>],
     opts: &LoadtestOptions,
 ) -> Vec<CallOutcome> {
     let permits = Arc::new(Semaphore::new(opts.concurrency));
+    let deadline = tokio::time::Instant::from_std(ctx.deadline);
+    let started = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
     for n in 0..opts.calls {
-        let (ctx, permits) = (ctx.clone(), permits.clone());
+        tokio::time::sleep_until((started + opts.ramp_delay(n)).min(deadline)).await;
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.ok(),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(permit) = permit.filter(|_| Instant::now() < ctx.deadline) else {
+            break;
+        };
+        let ctx = ctx.clone();
         let fixture = fixtures[n % fixtures.len()].clone();
-        let delay = opts.ramp_delay(n);
         tasks.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _permit = permits.acquire_owned().await.ok()?;
-            if Instant::now() >= ctx.deadline {
-                return None;
-            }
-            Some(run_call(&ctx, n, &fixture).await)
+            let _permit = permit;
+            run_call(&ctx, n, &fixture).await
         });
     }
-    let mut done: Vec<CallOutcome> = tasks.join_all().await.into_iter().flatten().collect();
+    let mut done = tasks.join_all().await;
     done.sort_by_key(|c| c.n);
     done
 }
@@ -655,21 +662,16 @@ async fn drive_call(ctx: &Ctx, fixture: &Fixture, out: &mut CallOutcome) -> Resu
         out.overload = true;
         return Ok(());
     };
-    require_loopback(&stream_url)?;
-    let (ws, _) = tokio_tungstenite::connect_async(stream_url.as_str())
-        .await
-        .context("opening the media WebSocket")?;
-    let heard = Arc::new(Mutex::new(Heard::default()));
-    let (cmd_tx, cmd_rx) = mpsc::channel(4);
-    let stream_sid = format!("MZ{}", &out.call_sid[2..]);
-    let start = start_message(&stream_sid, &ctx.account_sid, &out.call_sid, &answer.params);
-    let wire = Wire::new(ws, stream_sid, heard.clone());
-    let mut wire = tokio::spawn(wire.run(start, cmd_rx));
+    let Stream {
+        heard,
+        cmds,
+        mut wire,
+    } = open_stream(ctx, out, &answer, &stream_url).await?;
     let mut turn_ends = vec![None; fixture.turns.len()];
     let connected = Instant::now();
     out.connected = Some(connected);
     let ending = tokio::select! {
-        never = script(fixture, &heard, &cmd_tx, &mut turn_ends, connected) => match never {},
+        never = script(fixture, &heard, &cmds, &mut turn_ends, connected) => match never {},
         update = &mut transfer => match update {
             Ok(u) => Ending::Rest(u),
             Err(_) => Ending::Timeout,
@@ -683,33 +685,64 @@ async fn drive_call(ctx: &Ctx, fixture: &Fixture, out: &mut CallOutcome) -> Resu
             out.absorb(stats);
             after_server_close(ctx, out, &answer, transfer).await?
         }
-        other => {
-            if matches!(other, Ending::Rest(_)) {
-                // Twilio answers the REST request before it moves the call off the stream.
-                tokio::time::sleep(REDIRECT_DELAY).await;
-            }
-            // Twilio ends the stream with `stop` once the call leaves it (transfer, hang-up).
-            let _ = cmd_tx.send(Cmd::Stop).await;
-            if let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(5), wire).await {
-                out.absorb(stats);
-            }
-            match other {
-                Ending::Rest(u) => Some(u),
-                Ending::CutOff => {
-                    out.end = End::CutOff;
-                    None
-                }
-                _ => bail!(
-                    "neither a transfer nor a goodbye within {} s",
-                    ctx.call_timeout.as_secs()
-                ),
-            }
+        Ending::Rest(update) => {
+            // Twilio answers the REST request before it moves the call off the stream.
+            tokio::time::sleep(REDIRECT_DELAY).await;
+            stop_stream(&cmds, wire, out).await;
+            Some(update)
+        }
+        Ending::CutOff => {
+            stop_stream(&cmds, wire, out).await;
+            out.end = End::CutOff;
+            None
+        }
+        Ending::Timeout => {
+            stop_stream(&cmds, wire, out).await;
+            bail!(
+                "neither a transfer nor a goodbye within {} s",
+                ctx.call_timeout.as_secs()
+            );
         }
     };
     if let Some(update) = update {
         settle_transfer(fixture, out, &update, &turn_ends)?;
     }
     Ok(())
+}
+
+/// A media stream being driven: what the caller hears, its commands, and the wire task.
+struct Stream {
+    heard: Arc<Mutex<Heard>>,
+    cmds: mpsc::Sender<Cmd>,
+    wire: JoinHandle<WireStats>,
+}
+
+/// Opens the media WebSocket the TwiML named and starts the wire (`connected`, `start`, clock).
+async fn open_stream(
+    ctx: &Ctx,
+    out: &CallOutcome,
+    answer: &VoiceAnswer,
+    url: &str,
+) -> Result<Stream> {
+    require_loopback(url)?;
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .context("opening the media WebSocket")?;
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let (cmds, cmd_rx) = mpsc::channel(4);
+    let stream_sid = format!("MZ{}", &out.call_sid[2..]);
+    let start = start_message(&stream_sid, &ctx.account_sid, &out.call_sid, &answer.params);
+    let wire = Wire::new(ws, stream_sid, heard.clone());
+    let wire = tokio::spawn(wire.run(start, cmd_rx));
+    Ok(Stream { heard, cmds, wire })
+}
+
+/// The caller's side ends the stream as Twilio does once the call leaves it: `stop`, close.
+async fn stop_stream(cmds: &mpsc::Sender<Cmd>, wire: JoinHandle<WireStats>, out: &mut CallOutcome) {
+    let _ = cmds.send(Cmd::Stop).await;
+    if let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(5), wire).await {
+        out.absorb(stats);
+    }
 }
 
 enum Ending {
@@ -1615,68 +1648,25 @@ impl Report {
         let transferred = count(|e| *e == End::Transferred);
         let fallback_dials = count(|e| *e == End::FallbackDial);
         let self_served = count(|e| *e == End::Goodbye);
-        let cut_off = count(|e| *e == End::CutOff);
-        let mut failure_reasons = BTreeMap::new();
-        let mut lost_calls = Vec::new();
-        for c in &calls {
-            if let End::Failed { reason } = &c.end {
-                *failure_reasons.entry(reason.clone()).or_insert(0) += 1;
-                lost_calls.push(format!("{} {}: {reason}", c.call_sid, c.fixture));
-            }
-        }
-        let latencies: Vec<f64> = calls.iter().filter_map(|c| c.decision_latency_ms).collect();
         let completed = transferred + fallback_dials + self_served;
-        let to_transcript: Vec<f64> = calls.iter().filter_map(|c| c.transcript_ms).collect();
-        let after_transcript: Vec<f64> = calls
-            .iter()
-            .filter_map(|c| Some(c.decision_latency_ms? - c.transcript_ms?))
-            .collect();
-        let (before, after) = (&m.before, &m.after);
-        let hist = |name: &str| {
-            Histogram::scrape(&after.metrics, name)
-                .since(&Histogram::scrape(&before.metrics, name))
-                .summary()
-        };
+        let (failure_reasons, lost_calls) = failures(&calls);
         let per_call = |total: Option<f64>| {
             total
                 .filter(|_| completed > 0)
                 .map(|t| t / completed as f64)
         };
-        let load_cpu = delta(after.load_cpu, before.load_cpu);
-        let cpu = match (delta(after.cpu, before.cpu), m.in_process) {
-            (Some(total), true) => load_cpu.map(|l| total - l),
-            (total, false) => total,
-            (None, true) => None,
+        let cpu = CpuUse::over(m);
+        let (peak_kb, memory_mb_per_call) = memory_use(m);
+        let (before, after) = (&m.before.metrics, &m.after.metrics);
+        let hist = |name: &str| {
+            Histogram::scrape(after, name)
+                .since(&Histogram::scrape(before, name))
+                .summary()
         };
-        // Own CPU: the whole process in-process; server + load generator with --url.
-        let own_cpu = if m.in_process {
-            delta(after.cpu, before.cpu)
-        } else {
-            delta(after.cpu, before.cpu)
-                .zip(load_cpu)
-                .map(|(a, b)| a + b)
+        let overload = "warmline_overload_handoffs_total";
+        let spread = |f: fn(&CallOutcome) -> Option<f64>| {
+            Spread::of(&calls.iter().filter_map(f).collect::<Vec<_>>())
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        let other_cpu = delta(after.machine_busy, before.machine_busy)
-            .zip(own_cpu)
-            .map(|(busy, own)| (busy - own).max(0.0) * 100.0 / (cores * m.wall.as_secs_f64()));
-        let peak_kb = if before.hwm_reset {
-            m.sampled_peak_kb
-                .max(status_kb(Path::new("/proc/self"), "VmHWM:"))
-        } else {
-            m.sampled_peak_kb.filter(|&kb| kb > 0)
-        };
-        let mb = |kb: u64| kb as f64 / 1024.0;
-        let memory = match (peak_kb, before.rss_kb) {
-            (Some(peak), Some(rss)) if m.peak_concurrency > 0 => {
-                Some(mb(peak.saturating_sub(rss)) / m.peak_concurrency as f64)
-            }
-            _ => None,
-        };
-        let overload_metric = delta(
-            scrape_value(&after.metrics, "warmline_overload_handoffs_total"),
-            scrape_value(&before.metrics, "warmline_overload_handoffs_total"),
-        );
         Report {
             server: m.server.clone(),
             fixtures: m.fixture_note.clone(),
@@ -1692,7 +1682,7 @@ impl Report {
             failed: lost_calls.len(),
             failure_reasons,
             lost_calls,
-            cut_off,
+            cut_off: count(|e| *e == End::CutOff),
             not_started: m.opts.calls - calls.len(),
             unexpected: calls
                 .iter()
@@ -1705,21 +1695,24 @@ impl Report {
                     ))
                 })
                 .collect(),
-            decision_latency: Spread::of(&latencies),
+            decision_latency: spread(|c| c.decision_latency_ms),
             transfers_before_trigger_end: calls.iter().filter(|c| c.early).count(),
-            audio_end_to_transcript: Spread::of(&to_transcript),
-            transcript_to_transfer: Spread::of(&after_transcript),
+            audio_end_to_transcript: spread(|c| c.transcript_ms),
+            transcript_to_transfer: spread(|c| Some(c.decision_latency_ms? - c.transcript_ms?)),
             held_transfers: calls.iter().filter(|c| c.held).count(),
             server_decision_latency: hist("warmline_decision_latency_seconds"),
             stt_queue_wait: hist("warmline_stt_queue_wait_seconds"),
             stt: hist("warmline_stt_seconds"),
-            cpu_seconds_per_call: per_call(cpu),
-            load_generator_cpu_seconds_per_call: per_call(load_cpu),
-            other_processes_cpu_percent: other_cpu,
-            rss_before_mb: before.rss_kb.map(mb),
+            cpu_seconds_per_call: per_call(cpu.server),
+            load_generator_cpu_seconds_per_call: per_call(cpu.load_generator),
+            other_processes_cpu_percent: cpu.others_percent,
+            rss_before_mb: m.before.rss_kb.map(mb),
             peak_rss_mb: peak_kb.map(mb),
-            memory_mb_per_call: memory,
-            overload_handoffs_metric: overload_metric,
+            memory_mb_per_call,
+            overload_handoffs_metric: delta(
+                scrape_value(after, overload),
+                scrape_value(before, overload),
+            ),
             transfers_citing_overload: calls.iter().filter(|c| c.overload).count(),
             frames_sent: calls.iter().map(|c| c.frames_sent).sum(),
             frames_late: calls.iter().map(|c| c.frames_late).sum(),
@@ -1736,6 +1729,71 @@ impl Report {
 
 fn delta(after: Option<f64>, before: Option<f64>) -> Option<f64> {
     Some(after? - before?)
+}
+
+/// Failure reasons with their counts, and one line per lost call.
+fn failures(calls: &[CallOutcome]) -> (BTreeMap<String, usize>, Vec<String>) {
+    let mut reasons = BTreeMap::new();
+    let mut lost = Vec::new();
+    for c in calls {
+        if let End::Failed { reason } = &c.end {
+            *reasons.entry(reason.clone()).or_insert(0) += 1;
+            lost.push(format!("{} {}: {reason}", c.call_sid, c.fixture));
+        }
+    }
+    (reasons, lost)
+}
+
+/// CPU seconds spent during the run.
+struct CpuUse {
+    server: Option<f64>,
+    load_generator: Option<f64>,
+    /// Share of all cores that other processes used (they skew every timing).
+    others_percent: Option<f64>,
+}
+
+impl CpuUse {
+    fn over(m: &Measured) -> CpuUse {
+        let load_generator = delta(m.after.load_cpu, m.before.load_cpu);
+        let measured = delta(m.after.cpu, m.before.cpu);
+        // In-process `measured` is the whole process, so the load generator is taken out of it
+        // for the server and is already in it for "own"; with --url it is the server alone.
+        let (server, own) = if m.in_process {
+            (measured.zip(load_generator).map(|(t, l)| t - l), measured)
+        } else {
+            (measured, measured.zip(load_generator).map(|(s, l)| s + l))
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let others_percent = delta(m.after.machine_busy, m.before.machine_busy)
+            .zip(own)
+            .map(|(busy, own)| (busy - own).max(0.0) * 100.0 / (cores * m.wall.as_secs_f64()));
+        CpuUse {
+            server,
+            load_generator,
+            others_percent,
+        }
+    }
+}
+
+/// Peak RSS over the run (kB), and MB per concurrent call above the RSS before it.
+fn memory_use(m: &Measured) -> (Option<u64>, Option<f64>) {
+    let peak_kb = if m.before.hwm_reset {
+        m.sampled_peak_kb
+            .max(status_kb(Path::new("/proc/self"), "VmHWM:"))
+    } else {
+        m.sampled_peak_kb.filter(|&kb| kb > 0)
+    };
+    let per_call = match (peak_kb, m.before.rss_kb) {
+        (Some(peak), Some(rss)) if m.peak_concurrency > 0 => {
+            Some(mb(peak.saturating_sub(rss)) / m.peak_concurrency as f64)
+        }
+        _ => None,
+    };
+    (peak_kb, per_call)
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
 }
 
 fn secs(ms: f64) -> String {
@@ -1761,6 +1819,15 @@ fn or_na(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_calls(f)?;
+        self.fmt_latency(f)?;
+        self.fmt_resources(f)
+    }
+}
+
+impl Report {
+    /// What happened to the calls, lost ones by name.
+    fn fmt_calls(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "warmline loadtest: {} calls, {} at once (peak {}), server {}, {:.1} s",
@@ -1800,6 +1867,17 @@ impl fmt::Display for Report {
                 writeln!(f, "                      {c}")?;
             }
         }
+        if !self.unexpected.is_empty() {
+            writeln!(f, "  unexpected outcomes {}:", self.unexpected.len())?;
+            for u in &self.unexpected {
+                writeln!(f, "                      {u}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the callers waited for, and where the time went.
+    fn fmt_latency(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.decision_latency {
             Some(s) => writeln!(
                 f,
@@ -1837,6 +1915,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "  STT queue wait    {}", hist_line(&self.stt_queue_wait))?;
         writeln!(f, "  STT time          {}", hist_line(&self.stt))?;
+        Ok(())
+    }
+
+    /// What the calls cost, and anything that skews the numbers.
+    fn fmt_resources(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "  CPU per call      {} server   ({} load generator, not included)",
@@ -1870,12 +1953,6 @@ impl fmt::Display for Report {
             "  caller pacing     {} frames, {late_pct:.2} % more than 20 ms late, worst {:.0} ms",
             self.frames_sent, self.worst_frame_late_ms
         )?;
-        if !self.unexpected.is_empty() {
-            writeln!(f, "  unexpected outcomes {}:", self.unexpected.len())?;
-            for u in &self.unexpected {
-                writeln!(f, "                      {u}")?;
-            }
-        }
         Ok(())
     }
 }

@@ -320,9 +320,10 @@ impl Driver {
         self.started.elapsed().as_millis() as Millis
     }
 
+    /// A caller whose first utterance would already wait longer than [`STT_WAIT`] goes to a
+    /// person now rather than after telling their story to a line that cannot listen.
     fn overloaded(&self) -> bool {
-        self.state.stt_waiting.load(Ordering::SeqCst)
-            > 2 * self.state.settings.stt.max_states.max(1)
+        self.state.stt_load.saturated(STT_WAIT)
     }
 
     fn wire_error(&self, kind: &'static str, detail: &str) {
@@ -481,9 +482,9 @@ impl Driver {
         tokio::spawn(
             async move {
                 let queued = Instant::now();
-                state.stt_waiting.fetch_add(1, Ordering::SeqCst);
+                let waiting = state.stt_load.queued();
                 let permit = tokio::time::timeout(STT_WAIT, permits.acquire_owned()).await;
-                state.stt_waiting.fetch_sub(1, Ordering::SeqCst);
+                drop(waiting);
                 metrics.observe_stt_queue_wait(queued.elapsed());
                 let Ok(Ok(permit)) = permit else {
                     metrics.inc_overload_handoffs();
@@ -497,7 +498,9 @@ impl Driver {
                 .await;
                 let result = match result {
                     Ok(Ok(out)) => {
-                        metrics.observe_stt(Duration::from_millis(out.elapsed_ms));
+                        let took = Duration::from_millis(out.elapsed_ms);
+                        state.stt_load.finished(took);
+                        metrics.observe_stt(took);
                         Ok(out.transcript)
                     }
                     Ok(Err(crate::stt::engine::SttError::Busy)) => Err(SttFailure::Overloaded),

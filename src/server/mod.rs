@@ -7,6 +7,7 @@
 mod api;
 mod media;
 mod records;
+mod stt_load;
 mod twilio;
 
 use std::net::SocketAddr;
@@ -44,8 +45,8 @@ pub struct AppState {
     /// Key for the per-call stream tokens handed out in the voice webhook answer.
     pub token_key: [u8; 32],
     pub active_calls: AtomicUsize,
-    /// Transcriptions waiting for a free model state (a backlog means the line is saturated).
-    pub stt_waiting: AtomicUsize,
+    /// Transcriptions waiting for a model state, and how long they take: admission control.
+    pub stt_load: stt_load::SttLoad,
     /// Flips to true on SIGTERM/SIGINT: live calls hand their callers over and end.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -115,7 +116,7 @@ pub fn build_state(
             .context("building the HTTP client")?,
         token_key,
         active_calls: AtomicUsize::new(0),
-        stt_waiting: AtomicUsize::new(0),
+        stt_load: stt_load::SttLoad::new(permits),
         shutdown,
         book,
         settings,

@@ -3,6 +3,7 @@
 //! A state holds ~190 MB of buffers, so states are created lazily up to `max_states` and then
 //! reused; creating one per utterance would churn memory and add latency to every turn.
 
+use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+    WhisperSysContext, WhisperSysState, WhisperTokenData, WhisperTokenId,
 };
 
 use super::Transcript;
@@ -38,6 +40,34 @@ pub enum AudioCtx {
     Fit { min: i32, margin: i32 },
 }
 
+/// The default encoder window, chosen with `bench/stt_vs_faster_whisper.sh` over all 68 spoken
+/// fixture turns (72 utterances, 260 s; q8_0 model, 2 threads) and gated by `warmline replay`.
+///
+/// The encoder is most of Whisper's cost and runs over the whole window whatever the audio
+/// length, so a 9 s window (448 positions; utterances longer than ~7.7 s get their length plus
+/// 1.3 s) makes a transcription ~4.5× faster than the 30 s one (median 0.17 s against 0.77 s
+/// per utterance). Shorter windows make Whisper repeat itself — the [`LoopGuard`] cuts those
+/// loops — and turn digits and phrasing fragile:
+///
+/// | window, prompt | WER | replay |
+/// |---|---|---|
+/// | full 30 s, vocabulary prompt (the old default) | 5.10 % | 55/55 |
+/// | full 30 s, no prompt | 4.84 % | 55/55 |
+/// | **448 + 64, no prompt** | **4.97 %** | **55/55** |
+/// | 512 + 64, no prompt | 5.10 % | 55/55 |
+/// | 384 + 64, no prompt | 6.02 % | 54/55 ("refund on my account" misheard) |
+/// | 448 + 64, vocabulary prompt | 5.37 % | 53/55 ("double eight" lost, a sentence merged) |
+/// | 384 + 64, vocabulary prompt | 5.10 % | 52/55 |
+///
+/// With a shortened window the dialplan's vocabulary prompt (a bare comma-separated word list)
+/// pulls Whisper towards terse, unpunctuated output that drops "double" before a digit and
+/// merges sentences, so the default leaves it out (`use_prompt: false`). On 34 longer clips
+/// (two turns joined, 4–12 s) the default scores 6.9 % WER against 8.3 % for the full window.
+pub const DEFAULT_AUDIO_CTX: AudioCtx = AudioCtx::Fit {
+    min: 448,
+    margin: 64,
+};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct SttConfig {
@@ -46,6 +76,8 @@ pub struct SttConfig {
     /// Transcriptions that may run at once (each holds a decoder state).
     pub max_states: usize,
     pub audio_ctx: AudioCtx,
+    /// Give Whisper the dialplan's vocabulary as its initial prompt.
+    pub use_prompt: bool,
 }
 
 fn cores() -> usize {
@@ -59,11 +91,14 @@ impl Default for SttConfig {
     /// descheduled partner. Measured with the Twilio simulator at 4 concurrent calls on 2 cores
     /// with other load on the machine: 2 threads × 2 states made transcriptions take 5–11 s and
     /// callers failed open to a person.
+    ///
+    /// Encoder window and prompt: see [`DEFAULT_AUDIO_CTX`].
     fn default() -> Self {
         SttConfig {
             threads: 1,
             max_states: cores().clamp(1, 8),
-            audio_ctx: AudioCtx::Full,
+            audio_ctx: DEFAULT_AUDIO_CTX,
+            use_prompt: false,
         }
     }
 }
@@ -92,11 +127,30 @@ pub struct SttEngine {
     created: Mutex<usize>,
     cfg: SttConfig,
     info: ModelInfo,
+    loop_vocab: LoopVocab,
 }
 
 /// Whisper pads everything to 30 s anyway; very short clips decode better with a little
 /// silence around them than cut tight.
 const MIN_SAMPLES: usize = 16_000;
+
+/// Backstop for a runaway decode the loop guard does not recognise: at most this many tokens
+/// per second of audio, plus [`MAX_TOKENS_BASE`]. Telephone speech runs at 3–5 tokens/s.
+const MAX_TOKENS_PER_S: f32 = 12.0;
+const MAX_TOKENS_BASE: i32 = 16;
+
+/// Whisper's decoder can fall into a loop, transcribing the same clause again and again until it
+/// runs out of tokens: rarely over the full 30 s window, often over a shortened one (on the
+/// fixture turns, 9 of 72 utterances with a 384-position window, 23 with 50/s + 128). A loop is
+/// recognised when the last `LOOP_RUN` text tokens repeat an earlier run…
+const LOOP_RUN: usize = 6;
+/// …holding at least this many different tokens with letters in them, so that a caller saying
+/// "agent, agent, agent" or reading digits twice ("3, 9, 4, 3, 9, 4") is not cut short.
+const LOOP_MIN_WORDS: usize = 3;
+/// A word or two ("Please.") repeated this many times in a row is a loop as well; seen on
+/// 8–12 s utterances with a fitted window.
+const STUTTER_COPIES: usize = 6;
+const STUTTER_MAX_PERIOD: usize = 2;
 
 impl SttEngine {
     /// Loads a ggml model after checking its header, so a file that would abort the process
@@ -109,12 +163,14 @@ impl SttEngine {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+        let loop_vocab = LoopVocab::new(&ctx);
         let engine = SttEngine {
             ctx,
             idle: Mutex::new(Vec::new()),
             created: Mutex::new(0),
             cfg,
             info,
+            loop_vocab,
         };
         // One warm state up front: the first caller should not pay for allocating it.
         let state = engine.new_state()?;
@@ -189,6 +245,26 @@ impl SttEngine {
         } else {
             samples
         };
+        let guard = LoopGuard {
+            eot: self.ctx.token_eot(),
+            n_vocab: self.ctx.n_vocab() as usize,
+            vocab: &self.loop_vocab,
+        };
+        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt);
+        // SAFETY: whisper.cpp calls the filter only from inside `state.full` below, while
+        // `guard` is alive and not moved; the filter only reads it.
+        unsafe {
+            p.set_filter_logits_callback(Some(end_loops));
+            p.set_filter_logits_callback_user_data(&guard as *const LoopGuard as *mut c_void);
+        }
+        state
+            .full(p, audio)
+            .map_err(|e| SttError::Whisper(e.to_string()))?;
+        self.read_transcript(state, &guard)
+    }
+
+    /// Greedy, one pass, English, no timestamps, no context from earlier turns.
+    fn params<'a>(&self, secs: f32, prompt: &'a str) -> FullParams<'a, 'a> {
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(self.cfg.threads as i32);
         p.set_language(Some("en"));
@@ -197,45 +273,255 @@ impl SttEngine {
         p.set_single_segment(true);
         p.set_no_context(true);
         p.set_temperature_inc(0.0);
+        p.set_max_tokens(MAX_TOKENS_BASE + (secs * MAX_TOKENS_PER_S) as i32);
         p.set_print_progress(false);
         p.set_print_realtime(false);
         p.set_print_special(false);
         p.set_print_timestamps(false);
-        if !prompt.is_empty() {
+        if self.cfg.use_prompt && !prompt.is_empty() {
             p.set_initial_prompt(prompt);
         }
         if let AudioCtx::Fit { min, margin } = self.cfg.audio_ctx {
-            let secs = audio.len() as f32 / 16_000.0;
             let ctx = ((secs * 50.0) as i32 + margin).clamp(min, self.info.n_audio_ctx);
             p.set_audio_ctx(ctx);
         }
-        state
-            .full(p, audio)
-            .map_err(|e| SttError::Whisper(e.to_string()))?;
+        p
+    }
 
-        let eot = self.ctx.token_eot();
-        let mut text = String::new();
-        let (mut prob_sum, mut n) = (0.0f32, 0u32);
+    /// The text tokens up to any repetition loop, and their mean probability as confidence.
+    fn read_transcript(
+        &self,
+        state: &WhisperState,
+        guard: &LoopGuard,
+    ) -> Result<Transcript, SttError> {
+        let whisper_err = |e: whisper_rs::WhisperError| SttError::Whisper(e.to_string());
+        let (mut ids, mut bytes, mut probs) = (Vec::new(), Vec::new(), Vec::new());
         for segment in state.as_iter() {
-            text.push_str(
-                &segment
-                    .to_str_lossy()
-                    .map_err(|e| SttError::Whisper(e.to_string()))?,
-            );
             for i in 0..segment.n_tokens() {
-                if let Some(tok) = segment.get_token(i) {
-                    // Special tokens (timestamps, start/end markers) say nothing about the words.
-                    if tok.token_id() < eot {
-                        prob_sum += tok.token_probability();
-                        n += 1;
-                    }
+                let Some(tok) = segment.get_token(i) else {
+                    continue;
+                };
+                // Special tokens (timestamps, start/end markers) are neither text nor evidence.
+                if tok.token_id() < guard.eot {
+                    ids.push(tok.token_id());
+                    bytes.push(tok.to_bytes().map_err(whisper_err)?.to_vec());
+                    probs.push(tok.token_probability());
                 }
             }
         }
-        let confidence = if n == 0 { 0.0 } else { prob_sum / n as f32 };
+        let keep = guard
+            .loop_start(&guard.vocab.keys(&ids))
+            .unwrap_or(ids.len());
+        if keep < ids.len() {
+            tracing::debug!(kept = keep, decoded = ids.len(), "cut a repetition loop");
+        }
+        let text = String::from_utf8_lossy(&bytes[..keep].concat()).into_owned();
+        let confidence = if keep == 0 {
+            0.0
+        } else {
+            probs[..keep].iter().sum::<f32>() / keep as f32
+        };
         Ok(Transcript {
-            text: text.trim().to_string(),
+            text: text.trim().trim_end_matches(',').to_string(),
             confidence,
         })
+    }
+}
+
+/// The vocabulary as the loop guard compares it. A loop's copies often differ from the first
+/// one in case, leading space or punctuation ("…on Saturday? What time…" after "what time…"),
+/// so tokens that differ only in those compare equal.
+struct LoopVocab {
+    /// Per text token id: the id of the first token with the same lowercase, space-trimmed
+    /// text, or [`PUNCTUATION`] for tokens of punctuation alone.
+    key: Vec<u32>,
+    /// Per text token id: whether it holds a letter (as opposed to digits or punctuation).
+    /// Looked up by key, which is itself an id of a token with the same letters.
+    wordy: Vec<bool>,
+}
+
+/// The one key every punctuation-only token shares.
+const PUNCTUATION: u32 = u32::MAX;
+
+impl LoopVocab {
+    fn new(ctx: &WhisperContext) -> LoopVocab {
+        let texts = (0..ctx.token_eot()).map(|id| ctx.token_to_bytes(id).unwrap_or_default());
+        LoopVocab::from_texts(texts)
+    }
+
+    fn from_texts<'t>(texts: impl Iterator<Item = &'t [u8]>) -> LoopVocab {
+        let mut first = std::collections::HashMap::new();
+        let (mut key, mut wordy) = (Vec::new(), Vec::new());
+        for (id, text) in texts.enumerate() {
+            let norm: Vec<u8> = text.trim_ascii().to_ascii_lowercase();
+            let k = if !norm.is_empty() && norm.iter().all(u8::is_ascii_punctuation) {
+                PUNCTUATION
+            } else {
+                *first.entry(norm).or_insert(id as u32)
+            };
+            key.push(k);
+            wordy.push(text.iter().any(u8::is_ascii_alphabetic));
+        }
+        LoopVocab { key, wordy }
+    }
+
+    /// Keys of text token ids (ids beyond the table keep their own value).
+    fn keys(&self, ids: &[WhisperTokenId]) -> Vec<u32> {
+        ids.iter()
+            .map(|&id| self.key.get(id as usize).copied().unwrap_or(id as u32))
+            .collect()
+    }
+
+    fn is_word(&self, key: u32) -> bool {
+        self.wordy.get(key as usize).copied().unwrap_or(false)
+    }
+}
+
+/// Recognises a decoder stuck repeating itself (see [`LOOP_RUN`]).
+struct LoopGuard<'a> {
+    eot: WhisperTokenId,
+    n_vocab: usize,
+    vocab: &'a LoopVocab,
+}
+
+impl LoopGuard<'_> {
+    /// If the text tokens (as [`LoopVocab`] keys) end in a loop, where its repeat starts.
+    fn repeat_at(&self, keys: &[u32]) -> Option<usize> {
+        self.repeated_run(keys).or_else(|| self.stutter(keys))
+    }
+
+    /// The last [`LOOP_RUN`] tokens already occurred: a clause said again.
+    fn repeated_run(&self, keys: &[u32]) -> Option<usize> {
+        let tail_at = keys.len().checked_sub(LOOP_RUN)?;
+        let tail = &keys[tail_at..];
+        let seen = keys[..keys.len() - 1].windows(LOOP_RUN).any(|w| w == tail);
+        (seen && self.distinct_words(tail) >= LOOP_MIN_WORDS).then_some(tail_at)
+    }
+
+    /// The same word or two, [`STUTTER_COPIES`] times in a row ("Please. Please. Please. …"):
+    /// too short for [`Self::repeated_run`], too many times for a caller. The first copy stays.
+    fn stutter(&self, keys: &[u32]) -> Option<usize> {
+        (1..=STUTTER_MAX_PERIOD).find_map(|period| {
+            let start = keys.len().checked_sub(period * STUTTER_COPIES)?;
+            let run = &keys[start..];
+            let periodic = run.iter().zip(&run[period..]).all(|(a, b)| a == b);
+            (periodic && self.distinct_words(&run[..period]) > 0).then_some(start + period)
+        })
+    }
+
+    fn distinct_words(&self, keys: &[u32]) -> usize {
+        let mut words: Vec<u32> = keys
+            .iter()
+            .copied()
+            .filter(|&k| self.vocab.is_word(k))
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        words.len()
+    }
+
+    /// Where the first loop starts: the text before it is the transcript.
+    fn loop_start(&self, keys: &[u32]) -> Option<usize> {
+        (1..=keys.len()).find_map(|end| self.repeat_at(&keys[..end]))
+    }
+}
+
+/// whisper.cpp's logits filter, called before each token is chosen: once the decoder is
+/// repeating itself, only end-of-text is left to choose, so a loop costs a few tokens instead
+/// of running to the token limit. [`LoopGuard::loop_start`] then cuts the repeat off the text.
+unsafe extern "C" fn end_loops(
+    _ctx: *mut WhisperSysContext,
+    _state: *mut WhisperSysState,
+    tokens: *const WhisperTokenData,
+    n_tokens: c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    if tokens.is_null() || logits.is_null() || user_data.is_null() || n_tokens <= 0 {
+        return;
+    }
+    // SAFETY: `user_data` is the `LoopGuard` that `SttEngine::run` keeps alive during `full`;
+    // `tokens` holds the `n_tokens` decoded so far and `logits` one entry per vocabulary id,
+    // both owned by whisper.cpp for the duration of this call.
+    let (guard, tokens, logits) = unsafe {
+        let guard = &*(user_data as *const LoopGuard);
+        let tokens = std::slice::from_raw_parts(tokens, n_tokens as usize);
+        let logits = std::slice::from_raw_parts_mut(logits, guard.n_vocab);
+        (guard, tokens, logits)
+    };
+    let ids: Vec<WhisperTokenId> = tokens
+        .iter()
+        .map(|t| t.id)
+        .filter(|&id| id < guard.eot)
+        .collect();
+    if guard.repeat_at(&guard.vocab.keys(&ids)).is_some() {
+        for (id, logit) in logits.iter_mut().enumerate() {
+            if id != guard.eot as usize {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy vocabulary: words, their capitalised twins, digits, punctuation.
+    const TEXTS: [&str; 12] = [
+        " what", " time", " do", " you", " open", " agent", " What", "What", " 3", " 9", "?", ".",
+    ];
+
+    fn vocab() -> LoopVocab {
+        LoopVocab::from_texts(TEXTS.iter().map(|t| t.as_bytes()))
+    }
+
+    fn ids(words: &str) -> Vec<WhisperTokenId> {
+        let mut out = Vec::new();
+        for w in words.split('|') {
+            let id = TEXTS.iter().position(|t| *t == w).expect("toy token");
+            out.push(id as WhisperTokenId);
+        }
+        out
+    }
+
+    fn loop_start(v: &LoopVocab, text: &str) -> Option<usize> {
+        let guard = LoopGuard {
+            eot: TEXTS.len() as WhisperTokenId,
+            n_vocab: TEXTS.len() + 1,
+            vocab: v,
+        };
+        guard.loop_start(&v.keys(&ids(text)))
+    }
+
+    #[test]
+    fn case_space_and_punctuation_do_not_hide_a_loop() {
+        let v = vocab();
+        assert_eq!(v.keys(&ids(" What|What| what")), vec![0, 0, 0]);
+        assert_eq!(v.keys(&ids("?|.")), vec![PUNCTUATION, PUNCTUATION]);
+        // "what time do you open? What time do you open."
+        let text = " what| time| do| you| open|?| What| time| do| you| open|.";
+        assert_eq!(loop_start(&v, text), Some(6));
+    }
+
+    #[test]
+    fn repeated_words_or_digits_are_speech_not_a_loop() {
+        let v = vocab();
+        let agent = " agent|.| agent|.| agent|.| agent|.| agent|.";
+        assert_eq!(loop_start(&v, agent), None);
+        let digits = " 3|.| 9|.| 3|.| 9|.| 3|.| 9|.";
+        assert_eq!(loop_start(&v, digits), None);
+        assert_eq!(loop_start(&v, " what| time| do| you| open|?"), None);
+    }
+
+    #[test]
+    fn a_word_said_over_and_over_is_a_loop() {
+        let v = vocab();
+        let five = " agent|.| agent|.| agent|.| agent|.| agent|.";
+        assert_eq!(loop_start(&v, five), None);
+        let many = " what| time| agent|.| agent|.| agent|.| agent|.| agent|.| agent|.| agent|.";
+        assert_eq!(loop_start(&v, many), Some(4));
+        // Digits alone never count: "3 3 3 3 3 3 3" could be an account number.
+        assert_eq!(loop_start(&v, " 3| 3| 3| 3| 3| 3| 3| 3"), None);
     }
 }
