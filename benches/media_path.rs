@@ -79,7 +79,9 @@ fn check_allocations(stream: &[[u8; FRAME_SAMPLES_8K]]) {
                 event_allocs += allocs;
                 drop(u);
             }
-            Some(FrontendEvent::SpeechStart { .. }) => event_allocs += allocs,
+            Some(FrontendEvent::SpeechStart { .. } | FrontendEvent::Pause(_)) => {
+                event_allocs += allocs
+            }
             None => {
                 quiet_frames += 1;
                 quiet_allocs += allocs;

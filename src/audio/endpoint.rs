@@ -199,6 +199,18 @@ impl Endpointer {
         })
     }
 
+    /// The utterance in progress as it would end if the silence since its last voiced frame
+    /// went on until `frame`: what to transcribe ahead of the endpoint. `None` outside speech.
+    pub fn ongoing(&self, frame: u64) -> Option<SpeechEnd> {
+        let a = self.active?;
+        Some(SpeechEnd {
+            start_frame: a.start_frame,
+            last_voiced_frame: a.last_voiced,
+            detected_frame: frame.max(a.last_voiced),
+            capped: false,
+        })
+    }
+
     /// Whether the last frame pushed counted as voiced after the energy gate.
     pub fn last_frame_voiced(&self) -> bool {
         self.last_voiced

@@ -40,6 +40,9 @@ pub struct FrontendConfig {
     pub max_utterance_ms: u64,
     /// Audio kept from before the detected start, so the first syllable is not clipped.
     pub pre_roll_ms: u64,
+    /// Report each pause in speech as a [`FrontendEvent::Pause`] as soon as its utterance's
+    /// audio is complete, so transcription can start before the endpoint is sure.
+    pub early_transcripts: bool,
 }
 
 impl Default for FrontendConfig {
@@ -52,6 +55,7 @@ impl Default for FrontendConfig {
             max_hangover_ms: ep.max_hangover_ms,
             max_utterance_ms: ep.max_utterance_ms,
             pre_roll_ms: 200,
+            early_transcripts: true,
         }
     }
 }
@@ -75,6 +79,11 @@ pub enum FrontendEvent {
     SpeechStart { at_ms: u64 },
     /// End of speech detected (or the length cap hit): one utterance for Whisper.
     Utterance(Utterance),
+    /// The caller has paused for long enough that the utterance's audio is complete: if the
+    /// endpoint follows without more speech, its [`Utterance`] has exactly these samples. A
+    /// transcription started now is ready when the endpoint (hundreds of milliseconds later)
+    /// is; one started at the endpoint would make the caller wait for it.
+    Pause(Utterance),
 }
 
 /// One stretch of caller speech, ready for transcription.
@@ -306,7 +315,10 @@ impl Frontend {
             pitch_hz: if voiced { self.analyzer.pitch() } else { None },
         };
 
-        match event? {
+        let Some(event) = event else {
+            return self.pause(frame);
+        };
+        match event {
             EndpointEvent::SpeechStart { start_frame } => {
                 tracing::trace!(at_ms = start_frame * FRAME_MS, "speech start");
                 Some(FrontendEvent::SpeechStart {
@@ -315,6 +327,23 @@ impl Frontend {
             }
             EndpointEvent::SpeechEnd(end) => Some(FrontendEvent::Utterance(self.cut(end))),
         }
+    }
+
+    /// On the frame where the audio [`Self::cut`] would take for the utterance in progress
+    /// is complete (its trailing silence, plus the upsampler's half-frame delay), that utterance.
+    fn pause(&mut self, frame: u64) -> Option<FrontendEvent> {
+        if !self.cfg.early_transcripts {
+            return None;
+        }
+        let end = self.endpointer.ongoing(frame)?;
+        if frame != end.last_voiced_frame + frames(TRAILING_MS) + 1 {
+            return None;
+        }
+        let emitted_until = self.emitted_until;
+        let utterance = self.cut(end);
+        // Only a real end moves the boundary the next utterance's pre-roll must respect.
+        self.emitted_until = emitted_until;
+        Some(FrontendEvent::Pause(utterance))
     }
 
     /// Copies an utterance's audio out of the ring and summarises its prosody.
@@ -566,6 +595,58 @@ mod tests {
         let total: usize = u.iter().map(|u| u.samples.len()).sum();
         let span_ms = (u[2].end_ms + TRAILING_MS) - (u[0].start_ms - 200);
         assert_eq!(total, span_ms as usize * 16);
+    }
+
+    fn pauses(events: &[FrontendEvent]) -> Vec<&Utterance> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                FrontendEvent::Pause(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_reports_exactly_the_utterance_the_endpoint_then_cuts() {
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 60, 0.5, 0));
+        stream.extend(silence(60));
+        let events = run(&mut fe, &stream);
+        let (p, u) = (pauses(&events), utterances(&events));
+        assert_eq!((p.len(), u.len()), (1, 1), "{events:?}");
+        assert_eq!(p[0].samples, u[0].samples);
+        assert_eq!((p[0].start_ms, p[0].end_ms), (u[0].start_ms, u[0].end_ms));
+        assert_eq!(p[0].prosody, u[0].prosody);
+        // Reported once the 200 ms of trailing audio (and the upsampler's delay) is in, well
+        // before the 400 ms minimum hangover ends the utterance.
+        assert_eq!(p[0].detected_ms, p[0].end_ms + 220);
+        assert!(u[0].detected_ms >= p[0].detected_ms + 160, "{u:?}");
+    }
+
+    #[test]
+    fn a_pause_the_caller_talks_through_is_superseded() {
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 40, 0.5, 0));
+        stream.extend(silence(15));
+        stream.extend(vowel(120.0, 40, 0.5, 0));
+        stream.extend(silence(60));
+        let events = run(&mut fe, &stream);
+        let (p, u) = (pauses(&events), utterances(&events));
+        assert_eq!((p.len(), u.len()), (2, 1), "{events:?}");
+        assert!(p[0].end_ms < u[0].end_ms && p[0].samples.len() < u[0].samples.len());
+        assert_eq!(p[1].samples, u[0].samples);
+
+        let quiet = FrontendConfig {
+            early_transcripts: false,
+            ..FrontendConfig::default()
+        };
+        let mut fe = Frontend::new(quiet).unwrap();
+        let events = run(&mut fe, &stream);
+        assert!(pauses(&events).is_empty());
+        assert_eq!(utterances(&events)[0].samples, u[0].samples);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::analysis::tone::{ToneLabel, ToneTracker};
 use crate::analysis::{agent_request, sentiment};
 use crate::audio::Prosody;
 use crate::audio::error::AudioError;
-use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent};
+use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance};
 use crate::dialplan::{Dialplan, Target};
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::PromptLibrary;
@@ -63,6 +63,23 @@ const MARK_GRACE_MS: Millis = 3_000;
 /// account number is…". Urgent transfers never wait.
 const CONTINUATION_MS: Millis = 700;
 
+/// A transcription started at a pause, before the endpoint.
+#[derive(Debug)]
+struct Early {
+    id: u64,
+    start_ms: u64,
+    end_ms: u64,
+    samples: usize,
+    result: Option<Result<Transcript, SttFailure>>,
+}
+
+impl Early {
+    /// Whether the utterance the endpoint cut is the audio this transcription was given.
+    fn covers(&self, u: &Utterance) -> bool {
+        (self.start_ms, self.end_ms, self.samples) == (u.start_ms, u.end_ms, u.samples.len())
+    }
+}
+
 /// A decided transfer waiting for the caller's next sentence.
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -98,6 +115,11 @@ pub struct Engine {
     held: Option<Held>,
     /// Transcriptions that came back before an earlier one: turns are handled in order.
     arrived: BTreeMap<u64, Result<Transcript, SttFailure>>,
+    /// The transcription started at the caller's latest pause, while the utterance is open.
+    early: Option<Early>,
+    /// Utterances that ended exactly where their early transcription began, which is still
+    /// running: their audio, in case it fails and has to be transcribed again.
+    early_fallback: BTreeMap<u64, (Vec<f32>, Millis)>,
     in_speech: bool,
     last_activity: Millis,
     silence_prompts: u32,
@@ -127,6 +149,8 @@ impl Engine {
             pending: BTreeMap::new(),
             held: None,
             arrived: BTreeMap::new(),
+            early: None,
+            early_fallback: BTreeMap::new(),
             in_speech: false,
             last_activity: 0,
             silence_prompts: 0,
@@ -176,10 +200,7 @@ impl Engine {
             Event::Audio(bytes) => self.on_audio(bytes, now, &mut out),
             Event::Dtmf(digit) => self.on_dtmf(digit, now, &mut out),
             Event::Transcribed { utterance, result } => {
-                if self.pending.contains_key(&utterance) {
-                    self.arrived.insert(utterance, result);
-                }
-                self.handle_arrived(now, &mut out);
+                self.on_transcribed(utterance, result, now, &mut out)
             }
             Event::Mark(name) => self.on_mark(&name, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
@@ -211,23 +232,91 @@ impl Engine {
                     self.last_activity = now;
                     self.maybe_barge_in(now, out);
                 }
+                FrontendEvent::Pause(u) => {
+                    let id = self.next_utterance;
+                    self.next_utterance += 1;
+                    self.early = Some(Early {
+                        id,
+                        start_ms: u.start_ms,
+                        end_ms: u.end_ms,
+                        samples: u.samples.len(),
+                        result: None,
+                    });
+                    let speech_ended = now.saturating_sub(u.detected_ms.saturating_sub(u.end_ms));
+                    out.push(self.transcribe(id, u.samples, speech_ended, true));
+                }
                 FrontendEvent::Utterance(u) => {
                     self.in_speech = false;
                     self.last_activity = now;
-                    let id = self.next_utterance;
-                    self.next_utterance += 1;
-                    self.pending.insert(id, (u.prosody, now));
-                    let lag = u.detected_ms.saturating_sub(u.end_ms);
-                    out.push(Action::Transcribe {
-                        utterance: id,
-                        samples: u.samples,
-                        initial_prompt: self.book.stt_prompt.clone(),
-                        speech_ended: now.saturating_sub(lag),
-                    });
+                    self.on_utterance(u, now, out);
                 }
             }
         }
         self.frontend_events = events;
+        self.handle_arrived(now, out);
+    }
+
+    /// A finished utterance: its early transcription stands if it covered exactly this audio
+    /// and has not failed; otherwise it is transcribed now.
+    fn on_utterance(&mut self, u: Utterance, now: Millis, out: &mut Vec<Action>) {
+        let speech_ended = now.saturating_sub(u.detected_ms.saturating_sub(u.end_ms));
+        let early = self
+            .early
+            .take()
+            .filter(|e| e.covers(&u) && !matches!(e.result, Some(Err(_))));
+        let id = early.as_ref().map_or_else(
+            || {
+                self.next_utterance += 1;
+                self.next_utterance - 1
+            },
+            |e| e.id,
+        );
+        self.pending.insert(id, (u.prosody, now));
+        match early.map(|e| e.result) {
+            Some(Some(result)) => {
+                self.arrived.insert(id, result);
+            }
+            Some(None) => {
+                self.early_fallback.insert(id, (u.samples, speech_ended));
+            }
+            None => out.push(self.transcribe(id, u.samples, speech_ended, false)),
+        }
+    }
+
+    fn transcribe(&self, id: u64, samples: Vec<f32>, speech_ended: Millis, early: bool) -> Action {
+        Action::Transcribe {
+            utterance: id,
+            samples,
+            initial_prompt: self.book.stt_prompt.clone(),
+            speech_ended,
+            early,
+        }
+    }
+
+    fn on_transcribed(
+        &mut self,
+        id: u64,
+        result: Result<Transcript, SttFailure>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(e) = self.early.as_mut().filter(|e| e.id == id) {
+            // The caller has not finished: keep it for the endpoint.
+            e.result = Some(result);
+            return;
+        }
+        if let Some((samples, speech_ended)) = self.early_fallback.remove(&id)
+            && result.is_err()
+        {
+            // An early transcription the driver refused or lost: the utterance is whole now,
+            // so ask again like any other.
+            out.push(self.transcribe(id, samples, speech_ended, false));
+            return;
+        }
+        if self.pending.contains_key(&id) {
+            self.arrived.insert(id, result);
+        }
+        self.handle_arrived(now, out);
     }
 
     fn maybe_barge_in(&mut self, now: Millis, out: &mut Vec<Action>) {

@@ -6,6 +6,8 @@
 
 mod engine;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 pub use crate::stt::{SttFailure, Transcript};
 pub use engine::{Engine, Playbook};
@@ -77,6 +79,10 @@ pub enum Action {
         initial_prompt: Arc<str>,
         /// When the caller stopped speaking, on the engine's clock (decision latency starts here).
         speech_ended: Millis,
+        /// Started at a pause, before the endpoint: the caller may go on talking and make it
+        /// moot. A driver short of capacity may refuse it at once (answer with
+        /// [`SttFailure::Overloaded`]); the engine then asks again at the endpoint.
+        early: bool,
     },
     /// Hand the caller to a human.
     Transfer(Box<Handoff>),

@@ -429,9 +429,10 @@ impl Driver {
                     samples,
                     initial_prompt,
                     speech_ended,
+                    early,
                 } => {
                     self.last_trigger = Some(speech_ended);
-                    self.transcribe(utterance, samples, initial_prompt);
+                    self.transcribe(utterance, samples, initial_prompt, early);
                 }
                 Action::Transfer(h) => self.transfer(*h),
                 Action::Hangup => {
@@ -470,7 +471,10 @@ impl Driver {
         }
     }
 
-    fn transcribe(&self, utterance: u64, samples: Vec<f32>, prompt: Arc<str>) {
+    /// Runs a transcription on the blocking pool once a decoder state is free. An early one
+    /// (the caller only paused) runs only when a state is spare right now, so it never delays
+    /// a caller who has finished; if refused, the engine asks again at the endpoint.
+    fn transcribe(&self, utterance: u64, samples: Vec<f32>, prompt: Arc<str>, early: bool) {
         let tx = self.stt_tx.clone();
         let Some(stt) = self.state.stt.get().cloned() else {
             let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
@@ -481,13 +485,22 @@ impl Driver {
         let state = self.state.clone();
         tokio::spawn(
             async move {
-                let queued = Instant::now();
-                let waiting = state.stt_load.queued();
-                let permit = tokio::time::timeout(STT_WAIT, permits.acquire_owned()).await;
-                drop(waiting);
-                metrics.observe_stt_queue_wait(queued.elapsed());
-                let Ok(Ok(permit)) = permit else {
-                    metrics.inc_overload_handoffs();
+                let permit = if early {
+                    // Never the last free state: that one is for a caller who has finished.
+                    let spare = state.stt_load.waiting() == 0 && permits.available_permits() > 1;
+                    spare.then(|| permits.try_acquire_owned().ok()).flatten()
+                } else {
+                    let queued = Instant::now();
+                    let waiting = state.stt_load.queued();
+                    let permit = tokio::time::timeout(STT_WAIT, permits.acquire_owned()).await;
+                    drop(waiting);
+                    metrics.observe_stt_queue_wait(queued.elapsed());
+                    if permit.is_err() {
+                        metrics.inc_overload_handoffs();
+                    }
+                    permit.ok().and_then(Result::ok)
+                };
+                let Some(permit) = permit else {
                     let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
                     return;
                 };

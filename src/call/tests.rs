@@ -1,0 +1,293 @@
+//! Early transcription through the engine's public interface: real fixture audio through the
+//! real frontend, with the transcriptions answered by the test (when, and with what) so each
+//! ordering a live call can produce is pinned down.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+
+use super::{Action, CallInfo, Engine, Event, Millis, Playbook, Record, Speaker};
+use crate::audio::FRAME_SAMPLES_8K;
+use crate::config::Settings;
+use crate::replay::fixture::read_ulaw;
+use crate::stt::{SttFailure, Transcript};
+
+const TURN: &str = "fixtures/audio/billing_refund_joe/0.wav";
+const SILENCE: u8 = 0xFF;
+
+fn book() -> Arc<Playbook> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s = Settings {
+        dialplan: root.join("dialplans/support.toml"),
+        prompts_dir: root.join("voice-prompts"),
+        ..Settings::default()
+    };
+    crate::setup::load_playbook(&s).expect("shipped dialplan and prompts load")
+}
+
+fn engine() -> Engine {
+    let info = CallInfo {
+        call_sid: "CA-early".into(),
+        from: "+15550001234".into(),
+        to: "+15550009000".into(),
+        started_at: Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap(),
+        handoff_id: "early".into(),
+    };
+    Engine::new(info, book()).expect("default frontend config")
+}
+
+fn turn() -> Vec<u8> {
+    read_ulaw(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TURN)).expect("fixture audio")
+}
+
+/// The turn without the silence the voice left around it, so gaps the test adds are exact.
+fn trimmed_turn() -> Vec<u8> {
+    let audio = turn();
+    let loud = |b: &u8| crate::audio::ulaw::decode(*b).unsigned_abs() > 300;
+    let first = audio.iter().position(loud).expect("speech in the turn");
+    let last = audio.iter().rposition(loud).expect("speech in the turn");
+    audio[first..=last].to_vec()
+}
+
+fn silence(ms: usize) -> Vec<u8> {
+    vec![SILENCE; ms / 20 * FRAME_SAMPLES_8K]
+}
+
+fn said(text: &str) -> Result<Transcript, SttFailure> {
+    Ok(Transcript {
+        text: text.into(),
+        confidence: 0.9,
+    })
+}
+
+/// One transcription request as the engine made it.
+#[derive(Debug, Clone)]
+struct Asked {
+    at: Millis,
+    id: u64,
+    early: bool,
+    samples: usize,
+}
+
+/// Plays `audio` into a started engine frame by frame (no prompt is playing: the greeting's
+/// mark is echoed first). `answer` decides what each transcription request gets back at once;
+/// `None` leaves it running, for the test to deliver later with [`Call::deliver`].
+struct Call {
+    engine: Engine,
+    now: Millis,
+    asked: Vec<Asked>,
+    /// Caller lines recorded, with when.
+    lines: Vec<(Millis, String)>,
+    samples: Vec<(u64, Vec<f32>)>,
+}
+
+impl Call {
+    fn new() -> Call {
+        let mut engine = engine();
+        let mut marks = Vec::new();
+        for a in engine.start(0) {
+            if let Action::Play { mark, .. } = a {
+                marks.push(mark);
+            }
+        }
+        for m in marks {
+            engine.feed(Event::Mark(m), 0);
+        }
+        Call {
+            engine,
+            now: 0,
+            asked: Vec::new(),
+            lines: Vec::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    fn play(
+        &mut self,
+        audio: &[u8],
+        mut answer: impl FnMut(&Asked) -> Option<Result<Transcript, SttFailure>>,
+    ) {
+        for frame in audio.chunks(FRAME_SAMPLES_8K) {
+            self.now += 20;
+            let mut todo: VecDeque<Action> = self.engine.feed(Event::Audio(frame), self.now).into();
+            while let Some(action) = todo.pop_front() {
+                if let Some((id, result)) = self.take(action, &mut answer) {
+                    let more = self.engine.feed(
+                        Event::Transcribed {
+                            utterance: id,
+                            result,
+                        },
+                        self.now,
+                    );
+                    todo.extend(more);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, id: u64, result: Result<Transcript, SttFailure>) -> Vec<Asked> {
+        let before = self.asked.len();
+        let out = self.engine.feed(
+            Event::Transcribed {
+                utterance: id,
+                result,
+            },
+            self.now,
+        );
+        for action in out {
+            self.take(action, &mut |_| None);
+        }
+        self.asked[before..].to_vec()
+    }
+
+    fn take(
+        &mut self,
+        action: Action,
+        answer: &mut impl FnMut(&Asked) -> Option<Result<Transcript, SttFailure>>,
+    ) -> Option<(u64, Result<Transcript, SttFailure>)> {
+        match action {
+            Action::Transcribe {
+                utterance,
+                samples,
+                early,
+                ..
+            } => {
+                let asked = Asked {
+                    at: self.now,
+                    id: utterance,
+                    early,
+                    samples: samples.len(),
+                };
+                self.asked.push(asked.clone());
+                self.samples.push((utterance, samples));
+                answer(&asked).map(|r| (utterance, r))
+            }
+            Action::Record(Record::Line(l)) if l.speaker == Speaker::Caller => {
+                self.lines.push((l.t_ms, l.text));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn early(&self) -> Vec<&Asked> {
+        self.asked.iter().filter(|a| a.early).collect()
+    }
+
+    fn late(&self) -> Vec<&Asked> {
+        self.asked.iter().filter(|a| !a.early).collect()
+    }
+}
+
+#[test]
+fn an_early_transcript_is_used_at_the_endpoint_and_not_before() {
+    let mut call = Call::new();
+    let mut audio = turn();
+    audio.extend(silence(1500));
+    call.play(&audio, |a| {
+        Some(said(&format!("I need a refund, take {}", a.id)))
+    });
+
+    let last_early = call
+        .early()
+        .last()
+        .copied()
+        .cloned()
+        .expect("an early request");
+    assert!(call.late().is_empty(), "asked again: {:?}", call.asked);
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    let (at, text) = &call.lines[0];
+    assert_eq!(text, &format!("I need a refund, take {}", last_early.id));
+    // The early answer came back at once, but the turn waits for the endpoint (≥ 400 ms of
+    // silence), which the early request preceded by at least 160 ms.
+    assert!(
+        *at >= last_early.at + 160,
+        "line at {at}, early at {}",
+        last_early.at
+    );
+}
+
+#[test]
+fn a_refused_early_transcript_is_asked_again_with_the_same_audio() {
+    let mut call = Call::new();
+    let mut audio = turn();
+    audio.extend(silence(1500));
+    call.play(&audio, |a| {
+        Some(if a.early {
+            Err(SttFailure::Overloaded)
+        } else {
+            said("I need a refund")
+        })
+    });
+
+    let last_early = call
+        .early()
+        .last()
+        .copied()
+        .cloned()
+        .expect("an early request");
+    let late = call.late();
+    assert_eq!(late.len(), 1, "{:?}", call.asked);
+    assert_eq!(late[0].samples, last_early.samples);
+    assert!(late[0].id > last_early.id);
+    assert_eq!(call.lines.len(), 1);
+    assert_eq!(call.lines[0].1, "I need a refund");
+}
+
+#[test]
+fn an_early_transcript_still_running_at_the_endpoint_is_awaited_then_retried_if_it_fails() {
+    let mut call = Call::new();
+    let mut audio = turn();
+    audio.extend(silence(1500));
+    call.play(&audio, |_| None);
+    assert!(call.late().is_empty(), "{:?}", call.asked);
+    assert!(call.lines.is_empty());
+
+    let last_early = call
+        .early()
+        .last()
+        .copied()
+        .cloned()
+        .expect("an early request");
+    let again = call.deliver(last_early.id, Err(SttFailure::Failed("lost".into())));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(!again[0].early);
+    // Asked again under the same id, so the turn keeps its place in the call.
+    assert_eq!(
+        (again[0].id, again[0].samples),
+        (last_early.id, last_early.samples)
+    );
+    assert!(call.lines.is_empty());
+
+    call.deliver(last_early.id, said("I need a refund"));
+    assert_eq!(call.lines.len(), 1);
+    assert_eq!(call.lines[0].1, "I need a refund");
+}
+
+#[test]
+fn an_early_transcript_the_caller_talks_past_is_dropped() {
+    let mut call = Call::new();
+    // The same sentence twice with a 300 ms gap: shorter than the minimum hangover, longer
+    // than the 220 ms after which a pause is transcribed early.
+    let mut audio = trimmed_turn();
+    audio.extend(silence(300));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(1500));
+    call.play(&audio, |a| Some(said(&format!("words, take {}", a.id))));
+
+    let early = call.early();
+    assert!(early.len() >= 2, "{:?}", call.asked);
+    assert!(call.late().is_empty(), "{:?}", call.asked);
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    let last = early.last().unwrap();
+    assert_eq!(call.lines[0].1, format!("words, take {}", last.id));
+    // One early request was made in the gap, holding the first sentence only.
+    let gap_from = (trimmed_turn().len() / 8) as Millis;
+    let in_gap = early
+        .iter()
+        .find(|a| a.at > gap_from && a.at <= gap_from + 300)
+        .expect("an early request in the gap");
+    assert!(last.samples > in_gap.samples * 3 / 2, "{:?}", call.asked);
+}
