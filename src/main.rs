@@ -57,6 +57,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Transcribe recordings (8 kHz mono 16-bit WAV) the way a live call would be: cut into
+    /// utterances by the media path, each transcribed by the model, with its confidence.
+    Transcribe {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Manage the Whisper model.
     Models {
         #[command(subcommand)]
@@ -99,6 +105,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => replay_cmd(&settings, &fixtures, quiet, cards),
         Command::Eval { fixtures } => eval_cmd(&settings, &fixtures),
         Command::Loadtest { opts, json } => loadtest_cmd(settings, opts, json),
+        Command::Transcribe { files } => transcribe_cmd(&settings, &files),
         Command::Models {
             command: ModelsCommand::Pull,
         } => {
@@ -155,6 +162,50 @@ fn sequential(settings: &Settings) -> Settings {
         };
     }
     s
+}
+
+fn transcribe_cmd(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
+    use warmline::audio::frontend::{Frontend, FrontendEvent};
+    let stt = setup::load_stt(&sequential(settings))?;
+    let prompt = setup::load_playbook(settings)?.dialplan.stt_prompt();
+    let mut failed = false;
+    for file in files {
+        let ulaw = match replay::fixture::read_ulaw(file) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("{}: {e}", file.display());
+                failed = true;
+                continue;
+            }
+        };
+        let mut frontend = Frontend::new(settings.audio.clone())?;
+        let mut events = Vec::new();
+        frontend.push_ulaw_bytes(&ulaw, &mut events);
+        let utterances = events
+            .into_iter()
+            .filter_map(|e| match e {
+                FrontendEvent::Utterance(u) => Some(u),
+                _ => None,
+            })
+            .chain(frontend.finish());
+        println!("{}", file.display());
+        for u in utterances {
+            let out = stt.transcribe(&u.samples, &prompt)?;
+            println!(
+                "  {:>6.2}–{:<6.2} s  confidence {:.2}  {:>4} ms  {}",
+                u.start_ms as f32 / 1000.0,
+                u.end_ms as f32 / 1000.0,
+                out.transcript.confidence,
+                out.elapsed_ms,
+                out.transcript.text
+            );
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn eval_cmd(settings: &Settings, paths: &[PathBuf]) -> Result<ExitCode> {

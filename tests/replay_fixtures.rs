@@ -72,6 +72,7 @@ fn fixtures_cover_every_queue_and_escape_route() {
         "dtmf",
         "negative_sentiment",
         "not_understood",
+        "unsupported_language",
         "dialplan",
     ] {
         assert!(

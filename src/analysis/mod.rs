@@ -2,6 +2,7 @@
 
 pub mod agent_request;
 pub mod intent;
+pub mod language;
 pub mod numbers;
 pub mod sentiment;
 pub mod text;

@@ -10,6 +10,7 @@ use super::{
     Action, CallInfo, Event, Millis, Record, Speaker, SttFailure, Transcript, TranscriptLine,
 };
 use crate::analysis::intent::{self, IntentSpec};
+use crate::analysis::language::{self, Foreign};
 use crate::analysis::numbers::{self, Facts};
 use crate::analysis::tone::{ToneLabel, ToneTracker};
 use crate::analysis::{agent_request, sentiment};
@@ -62,6 +63,9 @@ const MARK_GRACE_MS: Millis = 3_000;
 /// case they are only pausing between sentences: "My internet keeps dropping. [pause] My
 /// account number is…". Urgent transfers never wait.
 const CONTINUATION_MS: Millis = 700;
+
+/// The transcript line for speech Whisper heard as another language.
+const FOREIGN_SPEECH_LINE: &str = "[speaking a language other than English]";
 
 /// A transcription started at a pause, before the endpoint.
 #[derive(Debug)]
@@ -434,17 +438,18 @@ impl Engine {
             }
         };
         let text = clean_transcript(&t.text);
-        if !text.is_empty() {
-            self.line(
-                now,
-                Speaker::Caller,
-                text.clone(),
-                Some(t.confidence),
-                prosody,
-                out,
-            );
+        let foreign = language::detect(&t.text);
+        // Whisper's "(speaking in foreign language)" leaves no words; the record still says
+        // the caller spoke.
+        let line = match foreign {
+            Some(Foreign::Annotated) if text.is_empty() => FOREIGN_SPEECH_LINE.to_string(),
+            _ => text.clone(),
+        };
+        if !line.is_empty() {
+            self.line(now, Speaker::Caller, line, Some(t.confidence), prosody, out);
         }
-        let signals = self.signals(&text, t.confidence, prosody.as_ref());
+        let mut signals = self.signals(&text, t.confidence, prosody.as_ref());
+        signals.foreign_language = foreign.is_some();
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
         self.absorb(&signals, &decision, &text);
         self.decision(now, decision_name(&decision), &text, out);
@@ -558,6 +563,7 @@ impl Engine {
             goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
             confidence,
             empty: false,
+            foreign_language: false,
         }
     }
 

@@ -74,6 +74,8 @@ pub struct TurnSignals {
     pub goodbye: bool,
     pub confidence: f32,
     pub empty: bool,
+    /// The caller speaks, or asked for, a language this line does not serve.
+    pub foreign_language: bool,
 }
 
 /// What the call has seen so far (before this turn).
@@ -98,6 +100,13 @@ fn anger_priority(repeat_contact: bool, requests: u32) -> Priority {
 /// Decides the next step. Order matters: anything that means "a human, now" is checked
 /// before anything that would keep the caller in automation.
 pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Decision {
+    // Before everything else: no question warmline could ask would be understood.
+    if turn.foreign_language {
+        return Decision::Transfer {
+            reason: Reason::UnsupportedLanguage,
+            priority: Priority::Normal,
+        };
+    }
     if turn.empty {
         return Decision::Ignore;
     }
@@ -202,6 +211,37 @@ mod tests {
             confidence: 0.9,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn another_language_goes_to_a_person_before_any_question() {
+        // Even with no words left (Whisper's annotation) and low confidence.
+        let t = TurnSignals {
+            foreign_language: true,
+            empty: true,
+            confidence: 0.3,
+            ..Default::default()
+        };
+        let seen = CallCounters::default();
+        assert_eq!(
+            decide(&esc(), &seen, &t),
+            Decision::Transfer {
+                reason: Reason::UnsupportedLanguage,
+                priority: Priority::Normal
+            }
+        );
+        let english = TurnSignals { empty: true, ..t };
+        assert_eq!(
+            decide(
+                &esc(),
+                &seen,
+                &TurnSignals {
+                    foreign_language: false,
+                    ..english
+                }
+            ),
+            Decision::Ignore
+        );
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub fn spoken_summary(input: &SummaryInput) -> String {
             .into_iter()
             .map(|f| capitalize(&f)),
     );
+    if input.reason == Reason::UnsupportedLanguage {
+        // First thing after the facts: the agent may need an interpreter before anything else.
+        parts.push("Caller may need another language".into());
+    }
     parts.push(format!("Caller {}", input.mood));
     if input.agent_requests >= 2 {
         parts.push(format!(
@@ -244,6 +248,18 @@ mod tests {
         assert!(s.contains("urgent priority"), "{s}");
         // About 2.5 words a second when spoken: 15 s is under 38 words.
         assert!(s.split_whitespace().count() <= 37, "{s}");
+    }
+
+    #[test]
+    fn spoken_summary_warns_of_another_language() {
+        let facts = Facts::default();
+        let base = input(&facts, &[]);
+        let foreign = SummaryInput {
+            reason: Reason::UnsupportedLanguage,
+            ..base
+        };
+        assert!(spoken_summary(&foreign).contains("Caller may need another language"));
+        assert!(!spoken_summary(&base).contains("language"));
     }
 
     #[test]
