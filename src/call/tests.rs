@@ -51,6 +51,13 @@ fn trimmed_turn() -> Vec<u8> {
     audio[first..=last].to_vec()
 }
 
+/// The turn and enough silence after it for the endpoint.
+fn turn_then_quiet() -> Vec<u8> {
+    let mut audio = turn();
+    audio.extend(silence(1500));
+    audio
+}
+
 fn silence(ms: usize) -> Vec<u8> {
     vec![SILENCE; ms / 20 * FRAME_SAMPLES_8K]
 }
@@ -176,6 +183,14 @@ impl Call {
         self.asked.iter().filter(|a| a.early).collect()
     }
 
+    fn last_early(&self) -> Asked {
+        self.early()
+            .last()
+            .copied()
+            .cloned()
+            .expect("an early request")
+    }
+
     fn late(&self) -> Vec<&Asked> {
         self.asked.iter().filter(|a| !a.early).collect()
     }
@@ -184,18 +199,11 @@ impl Call {
 #[test]
 fn an_early_transcript_is_used_at_the_endpoint_and_not_before() {
     let mut call = Call::new();
-    let mut audio = turn();
-    audio.extend(silence(1500));
-    call.play(&audio, |a| {
+    call.play(&turn_then_quiet(), |a| {
         Some(said(&format!("I need a refund, take {}", a.id)))
     });
 
-    let last_early = call
-        .early()
-        .last()
-        .copied()
-        .cloned()
-        .expect("an early request");
+    let last_early = call.last_early();
     assert!(call.late().is_empty(), "asked again: {:?}", call.asked);
     assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
     let (at, text) = &call.lines[0];
@@ -212,9 +220,7 @@ fn an_early_transcript_is_used_at_the_endpoint_and_not_before() {
 #[test]
 fn a_refused_early_transcript_is_asked_again_with_the_same_audio() {
     let mut call = Call::new();
-    let mut audio = turn();
-    audio.extend(silence(1500));
-    call.play(&audio, |a| {
+    call.play(&turn_then_quiet(), |a| {
         Some(if a.early {
             Err(SttFailure::Overloaded)
         } else {
@@ -222,12 +228,7 @@ fn a_refused_early_transcript_is_asked_again_with_the_same_audio() {
         })
     });
 
-    let last_early = call
-        .early()
-        .last()
-        .copied()
-        .cloned()
-        .expect("an early request");
+    let last_early = call.last_early();
     let late = call.late();
     assert_eq!(late.len(), 1, "{:?}", call.asked);
     assert_eq!(late[0].samples, last_early.samples);
@@ -239,18 +240,11 @@ fn a_refused_early_transcript_is_asked_again_with_the_same_audio() {
 #[test]
 fn an_early_transcript_still_running_at_the_endpoint_is_awaited_then_retried_if_it_fails() {
     let mut call = Call::new();
-    let mut audio = turn();
-    audio.extend(silence(1500));
-    call.play(&audio, |_| None);
+    call.play(&turn_then_quiet(), |_| None);
     assert!(call.late().is_empty(), "{:?}", call.asked);
     assert!(call.lines.is_empty());
 
-    let last_early = call
-        .early()
-        .last()
-        .copied()
-        .cloned()
-        .expect("an early request");
+    let last_early = call.last_early();
     let again = call.deliver(last_early.id, Err(SttFailure::Failed("lost".into())));
     assert_eq!(again.len(), 1, "{again:?}");
     assert!(!again[0].early);
