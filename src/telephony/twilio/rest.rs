@@ -86,8 +86,13 @@ pub struct UpdateOk {
 enum Try {
     Done,
     Final(RestError),
-    Retry(String),
+    /// Worth another try; the server may have said how long to wait first.
+    Retry(String, Option<Duration>),
 }
+
+/// The longest a `Retry-After` is honoured: the caller is waiting for the transfer, so a
+/// longer request is cut to this rather than obeyed or ignored.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct TwilioRest {
@@ -158,14 +163,18 @@ impl TwilioRest {
         let attempts = self.policy.attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match self.try_update(&url, twiml).await {
+            let wait = match self.try_update(&url, twiml).await {
                 Try::Done => return Ok(UpdateOk { attempts: attempt }),
                 Try::Final(err) => return Err(err),
-                Try::Retry(why) => last = why,
-            }
+                Try::Retry(why, after) => {
+                    last = why;
+                    after.map(|a| a.min(MAX_RETRY_AFTER))
+                }
+            };
             tracing::warn!(call_sid, attempt, reason = %last, "Twilio call update failed");
             if attempt < attempts {
-                tokio::time::sleep(self.policy.backoff(attempt)).await;
+                let backoff = self.policy.backoff(attempt);
+                tokio::time::sleep(wait.map_or(backoff, |w| w.max(backoff))).await;
             }
         }
         Err(RestError::Exhausted { attempts, last })
@@ -187,8 +196,12 @@ impl TwilioRest {
         if status.is_success() {
             return Try::Done;
         }
+        let retry_after = retry_after(response.headers());
         let body = body_snippet(response).await;
-        classify_update_failure(status, body)
+        match classify_update_failure(status, body) {
+            Try::Retry(why, _) => Try::Retry(why, retry_after),
+            other => other,
+        }
     }
 }
 
@@ -196,8 +209,14 @@ fn transport_failure(err: &reqwest::Error) -> Try {
     if err.is_builder() {
         Try::Final(RestError::Transport(err.to_string()))
     } else {
-        Try::Retry(describe(err))
+        Try::Retry(describe(err), None)
     }
+}
+
+/// `Retry-After` in seconds (Twilio sends it with 429); the HTTP-date form is not used there.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// reqwest's top-level message hides whether it was a timeout or a refused connection.
@@ -220,7 +239,7 @@ fn describe(err: &reqwest::Error) -> String {
 
 fn classify_update_failure(status: StatusCode, body: String) -> Try {
     if is_transient(status) {
-        return Try::Retry(format!("HTTP {}: {body}", status.as_u16()));
+        return Try::Retry(format!("HTTP {}: {body}", status.as_u16()), None);
     }
     let err = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RestError::Unauthorized,
@@ -308,6 +327,7 @@ mod tests {
         Status(u16),
         NotInProgress,
         Hang,
+        TooMany { retry_after: u64 },
     }
 
     #[derive(Clone)]
@@ -347,6 +367,12 @@ mod tests {
                 let status = axum::http::StatusCode::from_u16(code).unwrap();
                 (status, Json(serde_json::json!({"status": code}))).into_response()
             }
+            Reply::TooMany { retry_after } => (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("Retry-After", retry_after.to_string())],
+                Json(serde_json::json!({"status": 429})),
+            )
+                .into_response(),
             Reply::NotInProgress => (
                 axum::http::StatusCode::BAD_REQUEST,
                 Json(serde_json::json!({
@@ -416,6 +442,29 @@ mod tests {
             .unwrap();
         assert_eq!(ok.attempts, 2);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_honoured_up_to_a_cap() {
+        let (base, hits) = serve(vec![
+            Reply::TooMany { retry_after: 1 },
+            Reply::TooMany { retry_after: 3600 },
+            Reply::Status(200),
+        ])
+        .await;
+        let started = std::time::Instant::now();
+        let rest = client(&base, TOKEN);
+        let ok = tokio::time::timeout(
+            Duration::from_secs(60),
+            rest.update_call_twiml("CA42", TWIML),
+        )
+        .await
+        .expect("an hour-long Retry-After is cut to the cap")
+        .unwrap();
+        assert_eq!(ok.attempts, 3);
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        // 1 s as asked, then the 2 s cap, instead of the policy's 10 + 20 ms.
+        assert!(started.elapsed() >= Duration::from_secs(1) + MAX_RETRY_AFTER);
     }
 
     #[tokio::test]
