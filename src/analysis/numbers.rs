@@ -152,6 +152,19 @@ const MONEY_WORDS: &[&str] = &[
 const CENT_WORDS: &[&str] = &["cents", "cent", "pence", "p"];
 /// Hesitations that may sit inside a number being read out.
 const RUN_FILLERS: &[&str] = &["uh", "um", "er", "erm", "dash", "hyphen"];
+/// Words Whisper writes for a digit it mis-heard inside a digit string read out one by one
+/// ("8, free one, two, five" for "eight three one two five"). Only taken as digits between
+/// two single digits, where the word itself would make no sense.
+const DIGIT_HOMOPHONES: &[(&str, u64)] = &[
+    ("free", 3),
+    ("tree", 3),
+    ("for", 4),
+    ("fore", 4),
+    ("to", 2),
+    ("too", 2),
+    ("won", 1),
+    ("ate", 8),
+];
 /// Before "oh", these make it the digit zero rather than an exclamation.
 const OH_LEADS: &[&str] = &[
     "is", "number", "it's", "its", "was", "be", "account", "order", "phone", "code", "id",
@@ -423,6 +436,24 @@ fn lex(words: &[String], used: &[bool]) -> Vec<Num> {
             }
             i += 1;
             continue;
+        }
+        if let Some(&(_, d)) = DIGIT_HOMOPHONES.iter().find(|(h, _)| *h == w) {
+            let prev_single = prev_is_num && out.last().is_some_and(|n| n.digits.len() == 1);
+            let next_single = words.get(i + 1).is_some_and(|n| {
+                unit(n).is_some() || (n.len() == 1 && n.chars().all(|c| c.is_ascii_digit()))
+            });
+            if prev_single && next_single {
+                out.push(Num {
+                    start: i,
+                    end: i + 1,
+                    kind: Kind::Spoken,
+                    digits: d.to_string(),
+                    value: Some(d),
+                    single_digit: true,
+                });
+                i += 1;
+                continue;
+            }
         }
         if let Some((v, end)) = cardinal(words, i).filter(|&(_, end)| !used[i..end].contains(&true))
         {
@@ -747,6 +778,17 @@ mod tests {
         );
         let cases: &[Row] = &[
             ("order number 5 1 8 2", None, Some("5182"), None),
+            // Whisper's mis-heard digits inside a digit string.
+            (
+                "Order number 8, free one, two, five.",
+                None,
+                Some("83125"),
+                None,
+            ),
+            ("my account is 4 for 7 1 9", Some("44719"), None, None),
+            // …but not between quantities or outside a digit string.
+            ("order 2 for 10 dollars", None, None, None),
+            ("I got it for free", None, None, None),
             (
                 "account 44719, it cost twelve ninety nine",
                 Some("44719"),

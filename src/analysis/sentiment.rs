@@ -44,6 +44,7 @@ const LEXICON: &[Entry] = &[
     ("outraged", -0.9, Strong),
     ("outrageous", -0.85, Strong),
     ("disgraceful", -0.85, Strong),
+    ("disgrace", -0.85, Strong),
     ("disgusting", -0.9, Strong),
     ("unacceptable", -0.85, Strong),
     ("ridiculous", -0.8, Strong),
@@ -110,6 +111,18 @@ const LEXICON: &[Entry] = &[
     ("unhelpful", -0.6, Emotion),
     ("lied", -0.6, Emotion),
     ("thanks for nothing", -0.7, Emotion),
+    // Nobody helping and waiting on hold: how callers who are done with a line put it.
+    ("no one will help", -0.7, Emotion),
+    ("nobody will help", -0.7, Emotion),
+    ("no one helps", -0.7, Emotion),
+    ("nobody helps", -0.7, Emotion),
+    ("no one ever helps", -0.75, Emotion),
+    ("nobody ever helps", -0.75, Emotion),
+    ("no one is helping", -0.7, Emotion),
+    ("nobody is helping", -0.7, Emotion),
+    ("been on hold", -0.5, Emotion),
+    ("on hold for", -0.5, Emotion),
+    ("waiting for ages", -0.5, Emotion),
     ("damn", -0.4, Emotion),
     ("stressed", -0.4, Emotion),
     ("worried", -0.3, Emotion),
@@ -517,6 +530,9 @@ mod tests {
             ("this is ridiculous, thanks", -1.0, -0.5),
             ("thanks for nothing", -1.0, -0.5),
             ("I can't believe how bad this is", -0.7, -0.3),
+            ("no one will help me and frankly this is a bit brave", -1.0, -0.5),
+            ("I have been on hold for forty minutes", -0.8, -0.4),
+            ("frankly this is a disgrace", -1.0, -0.5),
         ];
         for &(text, lo, hi) in cases {
             let s = lexical(text).score;
