@@ -57,7 +57,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Transcribe recordings (8 kHz mono 16-bit WAV) the way a live call would be: cut into
+    /// Transcribe recordings (8 kHz mono 16-bit WAV, or raw μ-law `.ulaw`) the way a live call would be: cut into
     /// utterances by the media path, each transcribed by the model, with its confidence.
     Transcribe {
         #[arg(required = true)]
@@ -170,7 +170,17 @@ fn transcribe_cmd(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
     let prompt = setup::load_playbook(settings)?.dialplan.stt_prompt();
     let mut failed = false;
     for file in files {
-        let ulaw = match replay::fixture::read_ulaw(file) {
+        // Raw 8 kHz μ-law (`.ulaw`, `.raw`: what a Twilio media stream carries) or a WAV.
+        let raw = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("ulaw" | "raw")
+        );
+        let read = if raw {
+            std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))
+        } else {
+            replay::fixture::read_ulaw(file).map_err(|e| e.to_string())
+        };
+        let ulaw = match read {
             Ok(b) => b,
             Err(e) => {
                 println!("{}: {e}", file.display());

@@ -530,7 +530,11 @@ mod tests {
             ("this is ridiculous, thanks", -1.0, -0.5),
             ("thanks for nothing", -1.0, -0.5),
             ("I can't believe how bad this is", -0.7, -0.3),
-            ("no one will help me and frankly this is a bit brave", -1.0, -0.5),
+            (
+                "no one will help me and frankly this is a bit brave",
+                -1.0,
+                -0.5,
+            ),
             ("I have been on hold for forty minutes", -0.8, -0.4),
             ("frankly this is a disgrace", -1.0, -0.5),
         ];
