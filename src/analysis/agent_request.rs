@@ -56,6 +56,11 @@ const TERMS: &[Term] = &[
     t("customer service person", "agent", Strong, true),
     t("customer service", "agent", Strong, true),
     t("put me through", "transfer", Strong, false),
+    // "…through to someone" when Whisper mangles the verb ("but me through to someone").
+    t("through to someone", "transfer", Strong, false),
+    t("through to somebody", "transfer", Strong, false),
+    t("through to a person", "transfer", Strong, false),
+    t("through to a human", "transfer", Strong, false),
     t("transfer me", "transfer", Strong, false),
     t("connect me", "transfer", Strong, false),
     t("human being", "human", Strong, false),
@@ -247,7 +252,37 @@ pub fn detect(text: &str) -> AgentRequest {
         out.count += if restated { n - 1 } else { n };
         last = Some((clause.sentence, verb));
     }
+    if out.count == 0 && !out.declined && rejects_machine(text) {
+        out.count = 1;
+    }
     out
+}
+
+/// Machines a caller may refuse to talk to.
+const MACHINES: &[&str] = &[
+    "robot",
+    "robots",
+    "machine",
+    "machines",
+    "computer",
+    "bot",
+    "bots",
+    "automated",
+    "recording",
+    "automation",
+];
+
+/// "I don't want to talk to a robot", "no more machines": refusing the automation is asking
+/// for a person, even without naming one.
+fn rejects_machine(text: &str) -> bool {
+    text::clauses(text).iter().any(|c| {
+        c.words.iter().enumerate().any(|(i, w)| {
+            MACHINES.contains(&w.as_str())
+                && c.words[..i].iter().any(|b| {
+                    text::is_negator(b) || matches!(b.as_str(), "stop" | "enough" | "hate" | "sick")
+                })
+        })
+    })
 }
 
 fn mentions(words: &[String]) -> Vec<Mention> {
@@ -441,6 +476,10 @@ mod tests {
             "Person.",
             "a person please",
             "someone, please",
+            "I don't want to talk to robot, but me through to someone.",
+            "I don't want to talk to a robot.",
+            "No more machines, please.",
+            "I'm sick of this automated system",
         ];
         for text in cases {
             let r = detect(text);
@@ -472,6 +511,10 @@ mod tests {
             "your agents are useless",
             "what are your hours",
             "my order hasn't arrived",
+            "my washing machine arrived broken",
+            "the robot vacuum I ordered doesn't work",
+            "are you a robot?",
+            "I got through to someone yesterday but they hung up",
             "",
         ];
         for text in cases {
