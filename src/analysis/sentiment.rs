@@ -123,6 +123,19 @@ const LEXICON: &[Entry] = &[
     ("been on hold", -0.5, Emotion),
     ("on hold for", -0.5, Emotion),
     ("waiting for ages", -0.5, Emotion),
+    // Sarcasm: praise that opens with "oh" or lands on the line itself reads as its opposite.
+    ("oh great", -0.6, Emotion),
+    ("oh wonderful", -0.6, Emotion),
+    ("oh fantastic", -0.6, Emotion),
+    ("oh perfect", -0.6, Emotion),
+    ("oh brilliant", -0.6, Emotion),
+    ("just great", -0.5, Emotion),
+    ("just what i needed", -0.5, Emotion),
+    ("exactly what i need", -0.5, Emotion),
+    ("exactly what i needed", -0.5, Emotion),
+    ("absolutely useless", -0.9, Strong),
+    ("completely useless", -0.9, Strong),
+    ("totally useless", -0.9, Strong),
     ("damn", -0.4, Emotion),
     ("stressed", -0.4, Emotion),
     ("worried", -0.3, Emotion),
@@ -537,6 +550,12 @@ mod tests {
             ),
             ("I have been on hold for forty minutes", -0.8, -0.4),
             ("frankly this is a disgrace", -1.0, -0.5),
+            (
+                "Oh great, another automated line, this is exactly what I need today, absolutely useless.",
+                -1.0,
+                -0.5,
+            ),
+            ("oh great, thanks, that's perfect", -0.3, 1.0),
         ];
         for &(text, lo, hi) in cases {
             let s = lexical(text).score;
