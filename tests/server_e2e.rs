@@ -440,6 +440,12 @@ async fn get_json(h: &Harness, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The Prometheus text of `/metrics`.
+async fn metrics(h: &Harness) -> String {
+    let r = h.http.get(format!("{}/metrics", h.base)).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_call_is_transferred_with_card_whisper_and_record() {
     let h = start().await;
@@ -539,15 +545,7 @@ async fn billing_call_is_transferred_with_card_whisper_and_record() {
     assert_eq!(status, 200);
     assert!(list.to_string().contains(sid));
 
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&h).await;
     assert!(
         metrics.contains("warmline_escalations_total{reason=\"dialplan\"} 1"),
         "{metrics}"
@@ -675,15 +673,7 @@ async fn bad_signature_is_refused_and_garbage_does_not_hurt_other_calls() {
                       "media": {"payload": base64::engine::general_purpose::STANDARD.encode(vec![0xFFu8; 20_000])}});
     call.send_raw(&huge.to_string()).await;
     call.silence(10).await;
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&h).await;
     assert!(
         metrics.contains("warmline_wire_errors_total{kind=\"json\"}"),
         "{metrics}"
