@@ -339,15 +339,29 @@ impl Frontend {
         if frame != end.last_voiced_frame + frames(TRAILING_MS) + 1 {
             return None;
         }
-        let emitted_until = self.emitted_until;
-        let utterance = self.cut(end);
         // Only a real end moves the boundary the next utterance's pre-roll must respect.
-        self.emitted_until = emitted_until;
+        let (utterance, _) = self.copy_out(end);
         Some(FrontendEvent::Pause(utterance))
     }
 
-    /// Copies an utterance's audio out of the ring and summarises its prosody.
+    /// Ends an utterance: copies it out and keeps the next one's pre-roll from reaching back
+    /// over its audio.
     fn cut(&mut self, end: SpeechEnd) -> Utterance {
+        let (utterance, to) = self.copy_out(end);
+        self.emitted_until = to;
+        tracing::debug!(
+            start_ms = utterance.start_ms,
+            end_ms = utterance.end_ms,
+            detected_ms = utterance.detected_ms,
+            capped = utterance.capped,
+            "utterance"
+        );
+        utterance
+    }
+
+    /// Copies an utterance's audio out of the ring and summarises its prosody; also returns
+    /// the stream sample its audio ends at.
+    fn copy_out(&mut self, end: SpeechEnd) -> (Utterance, u64) {
         let first_frame = end.start_frame.saturating_sub(frames(self.cfg.pre_roll_ms));
         let end_frame = if end.capped {
             end.detected_frame + 1
@@ -363,7 +377,6 @@ impl Frontend {
         let to = (end_frame * SAMPLES_16K as u64 + delay)
             .min(self.written)
             .max(from);
-        self.emitted_until = to;
 
         let mut samples = Vec::with_capacity((to - from) as usize);
         let (a, b) = ((from % len) as usize, (to % len) as usize);
@@ -387,14 +400,7 @@ impl Frontend {
             capped: end.capped,
             prosody,
         };
-        tracing::debug!(
-            start_ms = utterance.start_ms,
-            end_ms = utterance.end_ms,
-            detected_ms = utterance.detected_ms,
-            capped = utterance.capped,
-            "utterance"
-        );
-        utterance
+        (utterance, to)
     }
 }
 
