@@ -84,6 +84,12 @@ impl Early {
     }
 }
 
+/// When the caller stopped speaking, on the engine's clock: `now` is when the frontend
+/// reported `u`, which it did `detected_ms - end_ms` after the last voiced frame.
+fn speech_ended(u: &Utterance, now: Millis) -> Millis {
+    now.saturating_sub(u.detected_ms.saturating_sub(u.end_ms))
+}
+
 /// A decided transfer waiting for the caller's next sentence.
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -237,8 +243,7 @@ impl Engine {
                     self.maybe_barge_in(now, out);
                 }
                 FrontendEvent::Pause(u) => {
-                    let id = self.next_utterance;
-                    self.next_utterance += 1;
+                    let id = self.next_id();
                     self.early = Some(Early {
                         id,
                         start_ms: u.start_ms,
@@ -246,7 +251,7 @@ impl Engine {
                         samples: u.samples.len(),
                         result: None,
                     });
-                    let speech_ended = now.saturating_sub(u.detected_ms.saturating_sub(u.end_ms));
+                    let speech_ended = speech_ended(&u, now);
                     out.push(self.transcribe(id, u.samples, speech_ended, true));
                 }
                 FrontendEvent::Utterance(u) => {
@@ -263,18 +268,15 @@ impl Engine {
     /// A finished utterance: its early transcription stands if it covered exactly this audio
     /// and has not failed; otherwise it is transcribed now.
     fn on_utterance(&mut self, u: Utterance, now: Millis, out: &mut Vec<Action>) {
-        let speech_ended = now.saturating_sub(u.detected_ms.saturating_sub(u.end_ms));
+        let speech_ended = speech_ended(&u, now);
         let early = self
             .early
             .take()
             .filter(|e| e.covers(&u) && !matches!(e.result, Some(Err(_))));
-        let id = early.as_ref().map_or_else(
-            || {
-                self.next_utterance += 1;
-                self.next_utterance - 1
-            },
-            |e| e.id,
-        );
+        let id = match &early {
+            Some(e) => e.id,
+            None => self.next_id(),
+        };
         self.pending.insert(id, (u.prosody, now));
         match early.map(|e| e.result) {
             Some(Some(result)) => {
@@ -285,6 +287,12 @@ impl Engine {
             }
             None => out.push(self.transcribe(id, u.samples, speech_ended, false)),
         }
+    }
+
+    /// Utterance ids follow the order the caller spoke in: turns are handled in that order.
+    fn next_id(&mut self) -> u64 {
+        self.next_utterance += 1;
+        self.next_utterance - 1
     }
 
     fn transcribe(&self, id: u64, samples: Vec<f32>, speech_ended: Millis, early: bool) -> Action {
