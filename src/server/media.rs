@@ -480,25 +480,20 @@ impl Driver {
             let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
             return;
         };
-        let permits = self.state.stt_permits.clone();
-        let metrics = self.state.metrics.clone();
         let state = self.state.clone();
         tokio::spawn(
             async move {
+                let metrics = &state.metrics;
                 let permit = if early {
-                    // Never the last free state: that one is for a caller who has finished.
-                    let spare = state.stt_load.waiting() == 0 && permits.available_permits() > 1;
-                    spare.then(|| permits.try_acquire_owned().ok()).flatten()
+                    state.stt_load.spare()
                 } else {
                     let queued = Instant::now();
-                    let waiting = state.stt_load.queued();
-                    let permit = tokio::time::timeout(STT_WAIT, permits.acquire_owned()).await;
-                    drop(waiting);
+                    let permit = state.stt_load.acquire(STT_WAIT).await;
                     metrics.observe_stt_queue_wait(queued.elapsed());
-                    if permit.is_err() {
+                    if permit.is_none() {
                         metrics.inc_overload_handoffs();
                     }
-                    permit.ok().and_then(Result::ok)
+                    permit
                 };
                 let Some(permit) = permit else {
                     let _ = tx.send((utterance, Err(SttFailure::Overloaded)));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::routing::{get, post};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::call::Playbook;
 use crate::config::Settings;
@@ -35,8 +35,6 @@ pub struct AppState {
     pub book: Arc<Playbook>,
     /// Set once the model has loaded; until then calls go straight to a human.
     pub stt: OnceLock<Arc<SttEngine>>,
-    /// One permit per decoder state: transcriptions beyond it wait briefly, then fail open.
-    pub stt_permits: Arc<Semaphore>,
     pub store: Store,
     pub records: RecordWriter,
     pub metrics: Arc<Metrics>,
@@ -45,7 +43,8 @@ pub struct AppState {
     /// Key for the per-call stream tokens handed out in the voice webhook answer.
     pub token_key: [u8; 32],
     pub active_calls: AtomicUsize,
-    /// Transcriptions waiting for a model state, and how long they take: admission control.
+    /// The decoder states (one permit each: transcriptions beyond them wait briefly, then fail
+    /// open), how many transcriptions wait for one and how long they take.
     pub stt_load: stt_load::SttLoad,
     /// Flips to true on SIGTERM/SIGINT: live calls hand their callers over and end.
     pub shutdown: watch::Receiver<bool>,
@@ -102,10 +101,8 @@ pub fn build_state(
     };
     let mut token_key = [0u8; 32];
     rand::fill(&mut token_key);
-    let permits = settings.stt.max_states.max(1);
     Ok(Arc::new(AppState {
         stt: OnceLock::new(),
-        stt_permits: Arc::new(Semaphore::new(permits)),
         store,
         records,
         metrics: Arc::new(Metrics::default()),
@@ -116,7 +113,7 @@ pub fn build_state(
             .context("building the HTTP client")?,
         token_key,
         active_calls: AtomicUsize::new(0),
-        stt_load: stt_load::SttLoad::new(permits),
+        stt_load: stt_load::SttLoad::new(settings.stt.max_states),
         shutdown,
         book,
         settings,

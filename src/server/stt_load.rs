@@ -7,8 +7,11 @@
 //! already outlast the wait any utterance is allowed ([`STT_WAIT`](super::media)), i.e. when
 //! the line is certain to fail them open later anyway, after they have told their story.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Weight of the newest transcription in the running mean: the last ~8 decide it, so a burst
 /// of long utterances shows within a second or two, and one outlier does not.
@@ -17,9 +20,11 @@ const NEW_WEIGHT: f64 = 0.125;
 /// Until something has been transcribed: tiny.en on one core, a short utterance, fitted window.
 const FIRST_GUESS: Duration = Duration::from_millis(500);
 
+/// The decoder states transcriptions run on (one permit each), and how busy they are.
 #[derive(Debug)]
 pub struct SttLoad {
     states: usize,
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Running mean transcription time, µs (0 = none seen yet).
     mean_us: AtomicU64,
@@ -27,15 +32,34 @@ pub struct SttLoad {
 
 impl SttLoad {
     pub fn new(states: usize) -> SttLoad {
+        let states = states.max(1);
         SttLoad {
-            states: states.max(1),
+            states,
+            permits: Arc::new(Semaphore::new(states)),
             waiting: AtomicUsize::new(0),
             mean_us: AtomicU64::new(0),
         }
     }
 
+    /// A decoder state, waiting at most `limit` for one (counted as waiting meanwhile);
+    /// `None` when none came free in time.
+    pub async fn acquire(&self, limit: Duration) -> Option<OwnedSemaphorePermit> {
+        let _waiting = self.queued();
+        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned()).await;
+        permit.ok()?.ok()
+    }
+
+    /// A decoder state for work that may be skipped: only when nothing waits and it is not the
+    /// last free one, which is kept for a caller who has finished speaking.
+    pub fn spare(&self) -> Option<OwnedSemaphorePermit> {
+        if self.waiting() > 0 || self.permits.available_permits() <= 1 {
+            return None;
+        }
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     /// Marks a transcription as waiting for a state until the guard drops.
-    pub fn queued(&self) -> Waiting<'_> {
+    fn queued(&self) -> Waiting<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         Waiting(self)
     }
@@ -141,6 +165,24 @@ mod tests {
         let load = SttLoad::new(1);
         load.finished(Duration::from_secs(60));
         assert!(!load.saturated(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn spare_states_never_take_the_last_one() {
+        let load = SttLoad::new(2);
+        let first = load.spare().expect("two free: one is spare");
+        assert!(load.spare().is_none(), "the last free state is kept");
+        let last = load
+            .acquire(ms(10))
+            .await
+            .expect("a finished utterance gets it");
+        assert!(
+            load.acquire(ms(10)).await.is_none(),
+            "none free within the limit"
+        );
+        assert_eq!(load.waiting(), 0);
+        drop((first, last));
+        assert!(load.spare().is_some());
     }
 
     #[test]
