@@ -35,11 +35,7 @@ fn root() -> &'static Path {
 }
 
 fn playbook() -> Arc<Playbook> {
-    let s = Settings {
-        dialplan: root().join("dialplans/support.toml"),
-        prompts_dir: root().join("voice-prompts"),
-        ..Settings::default()
-    };
+    let s = Settings::default().with_shipped_assets_at(root());
     setup::load_playbook(&s).expect("shipped dialplan and prompts load")
 }
 

@@ -36,11 +36,7 @@ fn root() -> &'static Path {
 
 /// The initial prompt warmline passes: the shipped dialplan's vocabulary.
 fn prompt() -> String {
-    let s = Settings {
-        dialplan: root().join("dialplans/support.toml"),
-        prompts_dir: root().join("voice-prompts"),
-        ..Settings::default()
-    };
+    let s = Settings::default().with_shipped_assets_at(root());
     let book = setup::load_playbook(&s).expect("shipped dialplan and prompts load");
     book.dialplan.stt_prompt()
 }

@@ -157,11 +157,7 @@ fn parse_audio_ctx(spec: &str) -> Result<AudioCtx> {
 
 fn dump(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let settings = Settings {
-        dialplan: repo_root().join("dialplans/support.toml"),
-        prompts_dir: repo_root().join("voice-prompts"),
-        ..Settings::default()
-    };
+    let settings = Settings::default().with_shipped_assets_at(repo_root());
     let book = setup::load_playbook(&settings)?;
 
     let mut turns = Vec::new();

@@ -71,6 +71,18 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// These settings with the shipped dialplan, prompts and model directory taken from the
+    /// checkout at `root`, for tests, benches and tools that may run from any directory.
+    pub fn with_shipped_assets_at(self, root: &Path) -> Settings {
+        let defaults = Settings::default();
+        Settings {
+            dialplan: root.join(defaults.dialplan),
+            prompts_dir: root.join(defaults.prompts_dir),
+            models_dir: root.join(defaults.models_dir),
+            ..self
+        }
+    }
+
     /// Reads `file` (if given), then applies the environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let mut s = match file {
@@ -165,6 +177,22 @@ impl Settings {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn shipped_assets_are_found_from_anywhere_and_nothing_else_moves() {
+        let s = Settings {
+            max_calls: 3,
+            ..Settings::default()
+        }
+        .with_shipped_assets_at(Path::new("/srv/warmline"));
+        assert_eq!(
+            s.dialplan,
+            Path::new("/srv/warmline/dialplans/support.toml")
+        );
+        assert_eq!(s.prompts_dir, Path::new("/srv/warmline/voice-prompts"));
+        assert_eq!(s.models_dir, Path::new("/srv/warmline/models"));
+        assert_eq!((s.max_calls, s.data_dir), (3, PathBuf::from("data")));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs

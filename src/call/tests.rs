@@ -18,12 +18,7 @@ const TURN: &str = "fixtures/audio/billing_refund_joe/0.wav";
 const SILENCE: u8 = 0xFF;
 
 fn book() -> Arc<Playbook> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let s = Settings {
-        dialplan: root.join("dialplans/support.toml"),
-        prompts_dir: root.join("voice-prompts"),
-        ..Settings::default()
-    };
+    let s = Settings::default().with_shipped_assets_at(Path::new(env!("CARGO_MANIFEST_DIR")));
     crate::setup::load_playbook(&s).expect("shipped dialplan and prompts load")
 }
 

@@ -20,10 +20,7 @@ pub fn settings() -> Settings {
     let mut s = Settings::default();
     s.apply_env(|k| std::env::var(k).ok())
         .expect("valid environment");
-    s.dialplan = root().join("dialplans/support.toml");
-    s.prompts_dir = root().join("voice-prompts");
-    s.models_dir = root().join("models");
-    s
+    s.with_shipped_assets_at(root())
 }
 
 pub fn playbook() -> Arc<Playbook> {
