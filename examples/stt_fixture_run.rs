@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use warmline::audio::FRAME_SAMPLES_8K;
-use warmline::audio::frontend::{Frontend, FrontendConfig, FrontendEvent};
+use warmline::audio::frontend::{Frontend, FrontendConfig};
 use warmline::config::Settings;
 use warmline::replay::fixture::{Act, Fixture};
 use warmline::setup;
@@ -215,18 +215,15 @@ fn fixture_paths() -> Result<Vec<PathBuf>> {
 
 /// The utterances the live frontend cuts from one turn, with the dialplan's endpointing.
 fn cut_utterances(ulaw: &[u8], cfg: &FrontendConfig) -> Result<Vec<Vec<f32>>> {
-    let mut fe = Frontend::new(cfg.clone())?;
-    let silence = [0xFFu8; FRAME_SAMPLES_8K];
-    let lead = std::iter::repeat_n(&silence[..], LEAD_SILENCE_MS / 20);
-    let tail = std::iter::repeat_n(&silence[..], TAIL_SILENCE_MS / 20);
-    let mut out = Vec::new();
-    for frame in lead.chain(ulaw.chunks(FRAME_SAMPLES_8K)).chain(tail) {
-        if let Some(FrontendEvent::Utterance(u)) = fe.push_ulaw(frame) {
-            out.push(u.samples);
-        }
-    }
-    out.extend(fe.finish().map(|u| u.samples));
-    Ok(out)
+    let silence = |ms: usize| vec![0xFFu8; ms / 20 * FRAME_SAMPLES_8K];
+    let audio = [
+        silence(LEAD_SILENCE_MS),
+        ulaw.to_vec(),
+        silence(TAIL_SILENCE_MS),
+    ]
+    .concat();
+    let utterances = Frontend::new(cfg.clone())?.utterances(&audio);
+    Ok(utterances.into_iter().map(|u| u.samples).collect())
 }
 
 fn write_f32(path: &Path, samples: &[f32]) -> Result<()> {

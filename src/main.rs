@@ -165,7 +165,7 @@ fn sequential(settings: &Settings) -> Settings {
 }
 
 fn transcribe_cmd(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
-    use warmline::audio::frontend::{Frontend, FrontendEvent};
+    use warmline::audio::frontend::Frontend;
     let stt = setup::load_stt(&sequential(settings))?;
     let prompt = setup::load_playbook(settings)?.dialplan.stt_prompt();
     let mut failed = false;
@@ -188,16 +188,7 @@ fn transcribe_cmd(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
                 continue;
             }
         };
-        let mut frontend = Frontend::new(settings.audio.clone())?;
-        let mut events = Vec::new();
-        frontend.push_ulaw_bytes(&ulaw, &mut events);
-        let utterances = events
-            .into_iter()
-            .filter_map(|e| match e {
-                FrontendEvent::Utterance(u) => Some(u),
-                _ => None,
-            })
-            .chain(frontend.finish());
+        let utterances = Frontend::new(settings.audio.clone())?.utterances(&ulaw);
         println!("{}", file.display());
         for u in utterances {
             let out = stt.transcribe(&u.samples, &prompt)?;

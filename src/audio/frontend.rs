@@ -238,6 +238,21 @@ impl Frontend {
         self.feed(bytes, out);
     }
 
+    /// Every utterance in `ulaw` (a whole recording), the one still open at its end included,
+    /// as [`finish`](Self::finish) ends it.
+    pub fn utterances(&mut self, ulaw: &[u8]) -> Vec<Utterance> {
+        let mut events = Vec::new();
+        self.push_ulaw_bytes(ulaw, &mut events);
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                FrontendEvent::Utterance(u) => Some(u),
+                _ => None,
+            })
+            .chain(self.finish())
+            .collect()
+    }
+
     /// Ends the utterance in progress, if any, as if the caller had stopped (call over, replay
     /// done). Any partial frame is dropped.
     pub fn finish(&mut self) -> Option<Utterance> {
@@ -629,6 +644,21 @@ mod tests {
         // before the 400 ms minimum hangover ends the utterance.
         assert_eq!(p[0].detected_ms, p[0].end_ms + 220);
         assert!(u[0].detected_ms >= p[0].detected_ms + 160, "{u:?}");
+    }
+
+    #[test]
+    fn a_recording_yields_every_utterance_including_the_unfinished_last() {
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 60, 0.5, 0));
+        stream.extend(silence(60));
+        stream.extend(vowel(120.0, 40, 0.5, 0));
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &stream);
+        let mut want: Vec<Utterance> = utterances(&events).into_iter().cloned().collect();
+        want.extend(fe.finish());
+        assert_eq!(want.len(), 2);
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        assert_eq!(fe.utterances(&stream), want);
     }
 
     #[test]
