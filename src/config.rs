@@ -42,10 +42,68 @@ pub struct Settings {
     pub twilio_api_base: String,
     pub validate_signatures: bool,
     pub handoff_webhook: Option<String>,
+    /// Bearer tokens for the caller-data routes (`/api/calls*`). Plain, or `sha256:<hex>` so
+    /// the file need not hold the secret. None set: those routes answer 401 to everyone.
+    pub api_tokens: Vec<String>,
+    /// Lets the server listen on a non-loopback address with provider signature validation
+    /// off. Without it that combination is refused at startup: anyone could inject calls.
+    pub allow_insecure: bool,
     /// Calls served at once; beyond this, new calls go straight to a human.
     pub max_calls: usize,
+    pub limits: Limits,
     pub stt: SttConfig,
     pub audio: FrontendConfig,
+}
+
+/// Bounds on what the network may hold or send. Each one closes a way an outsider could
+/// exhaust the server; the defaults are far above what a provider ever needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open HTTP/WebSocket connections at once (further capped by the fd limit). At the cap,
+    /// the oldest connection that has no request in flight makes room for the newcomer.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this.
+    pub header_read_ms: u64,
+    /// An HTTP connection with no bytes either way for this long is closed.
+    pub idle_ms: u64,
+    /// A media stream that sends nothing for this long is treated as dropped.
+    pub media_idle_ms: u64,
+    /// One WebSocket send may take this long before the peer counts as not reading.
+    pub send_ms: u64,
+    /// Malformed or out-of-place frames tolerated before `start`, then the socket closes.
+    pub bad_frames_before_start: u32,
+    /// Caller audio may run this far ahead of real time (network bunching); beyond it the
+    /// excess is dropped, so one stream cannot take another caller's speech recognition.
+    pub media_burst_ms: u64,
+    /// How long a voice-webhook answer reserves a call slot (and its single-use stream
+    /// token) for the media stream to connect.
+    pub stream_connect_ms: u64,
+    /// On SIGTERM, how long live calls get to hand their callers over before exit. Longer
+    /// than the provider REST retry budget, so no transfer is abandoned mid-flight.
+    pub drain_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 2048,
+            header_read_ms: 5_000,
+            idle_ms: 30_000,
+            media_idle_ms: 15_000,
+            send_ms: 2_000,
+            bad_frames_before_start: 16,
+            media_burst_ms: 2_000,
+            stream_connect_ms: 30_000,
+            drain_ms: 15_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn ms(v: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(v)
+    }
 }
 
 impl Default for Settings {
@@ -63,7 +121,10 @@ impl Default for Settings {
             twilio_api_base: "https://api.twilio.com".into(),
             validate_signatures: true,
             handoff_webhook: None,
+            api_tokens: Vec::new(),
+            allow_insecure: false,
             max_calls: 64,
+            limits: Limits::default(),
             stt: SttConfig::default(),
             audio: FrontendConfig::default(),
         }
@@ -136,17 +197,18 @@ impl Settings {
             self.twilio_api_base = v;
         }
         if let Some(v) = nonempty("WARMLINE_VALIDATE_SIGNATURES") {
-            self.validate_signatures = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(ConfigError::Env {
-                        var: "WARMLINE_VALIDATE_SIGNATURES",
-                        value: v,
-                        message: "expected true or false".into(),
-                    });
-                }
-            };
+            self.validate_signatures = flag("WARMLINE_VALIDATE_SIGNATURES", v)?;
+        }
+        if let Some(v) = nonempty("WARMLINE_ALLOW_INSECURE") {
+            self.allow_insecure = flag("WARMLINE_ALLOW_INSECURE", v)?;
+        }
+        if let Some(v) = nonempty("WARMLINE_API_TOKENS") {
+            self.api_tokens = v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         if let Some(v) = nonempty("WARMLINE_HANDOFF_WEBHOOK") {
             self.handoff_webhook = Some(v);
@@ -162,6 +224,21 @@ impl Settings {
         Ok(())
     }
 
+    /// Why these settings must not be served as they are, if they must not.
+    pub fn refuse_reason(&self) -> Option<String> {
+        if self.listen.ip().is_loopback() || self.allow_insecure {
+            return None;
+        }
+        if !self.validate_signatures {
+            return Some(format!(
+                "listening on {} with signature validation off lets anyone on the network inject calls; \
+                 turn WARMLINE_VALIDATE_SIGNATURES back on, listen on 127.0.0.1, or set WARMLINE_ALLOW_INSECURE=true",
+                self.listen
+            ));
+        }
+        None
+    }
+
     /// The media WebSocket URL the provider connects to: `ws(s)://…/twilio/media`.
     pub fn media_ws_url(&self) -> String {
         let ws = if let Some(rest) = self.public_url.strip_prefix("https://") {
@@ -170,6 +247,18 @@ impl Settings {
             format!("ws://{}", self.public_url.trim_start_matches("http://"))
         };
         format!("{ws}/twilio/media")
+    }
+}
+
+fn flag(var: &'static str, v: String) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Env {
+            var,
+            value: v,
+            message: "expected true or false".into(),
+        }),
     }
 }
 
@@ -231,6 +320,43 @@ mod tests {
             .apply_env(env(&[("WARMLINE_LISTEN", "nope")]))
             .unwrap_err();
         assert!(e.to_string().contains("WARMLINE_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn api_tokens_come_from_a_comma_separated_variable() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[("WARMLINE_API_TOKENS", " alpha, ,beta ")]))
+            .unwrap();
+        assert_eq!(s.api_tokens, ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn a_public_listener_without_signature_checks_is_refused_unless_allowed() {
+        let mut s = Settings::default();
+        s.apply_env(env(&[
+            ("WARMLINE_LISTEN", "0.0.0.0:8080"),
+            ("WARMLINE_VALIDATE_SIGNATURES", "false"),
+        ]))
+        .unwrap();
+        let why = s.refuse_reason().expect("refused");
+        assert!(why.contains("WARMLINE_ALLOW_INSECURE"), "{why}");
+        s.apply_env(env(&[("WARMLINE_ALLOW_INSECURE", "true")]))
+            .unwrap();
+        assert_eq!(s.refuse_reason(), None);
+        // Loopback is a developer's machine: no refusal.
+        let local = Settings {
+            validate_signatures: false,
+            ..Settings::default()
+        };
+        assert_eq!(local.refuse_reason(), None);
+    }
+
+    #[test]
+    fn limits_are_set_in_their_own_table() {
+        let s: Settings = toml::from_str("[limits]\nmax_connections = 10\nsend_ms = 500").unwrap();
+        assert_eq!((s.limits.max_connections, s.limits.send_ms), (10, 500));
+        assert_eq!(s.limits.drain_ms, Limits::default().drain_ms);
+        assert!(toml::from_str::<Settings>("[limits]\nmax_conections = 10").is_err());
     }
 
     #[test]

@@ -111,6 +111,14 @@ pub struct LoadtestOptions {
     /// Auth token the server was started with (signs webhooks, checks REST basic auth).
     #[arg(long, default_value = TEST_AUTH_TOKEN)]
     pub auth_token: String,
+    /// Bearer token for reading call records (`/api/calls/{sid}`); with --url, one of the
+    /// server's WARMLINE_API_TOKENS. The in-process server is started with it.
+    #[arg(
+        long,
+        env = "WARMLINE_LOADTEST_API_TOKEN",
+        default_value = "loadtest-api-token"
+    )]
+    pub api_token: String,
     /// With --url: the server's pid, for CPU and memory per call.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -189,8 +197,16 @@ async fn run_against(
         },
         None => Server::InProcess(InProcess::start(opts, fake.addr).await?),
     };
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", opts.api_token)
+            .parse()
+            .context("--api-token is not a valid header value")?,
+    );
     let http = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
+        .default_headers(auth)
         .build()
         .context("building the HTTP client")?;
     wait_ready(&http, server.base()).await?;
@@ -326,6 +342,7 @@ impl InProcess {
         s.twilio_api_base = format!("http://{fake}");
         s.handoff_webhook = Some(format!("http://{fake}/handoff"));
         s.validate_signatures = true;
+        s.api_tokens = vec![opts.api_token.clone()];
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut server = InProcess {
             runtime: None,
@@ -367,11 +384,12 @@ async fn serve_in_process(mut s: Settings, stop: watch::Receiver<bool>) -> Resul
     .context("model loader panicked")??;
     let state = crate::server::build_state(s, book, stop)?;
     let _ = state.stt.set(stt);
-    let app = crate::server::router(state);
+    let (_stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "in-process server stopped");
-        }
+        // The stop sender lives as long as the server: the in-process server runs until the
+        // load test's runtime is dropped.
+        let _stop_tx = _stop_tx;
+        crate::server::serve_listener(listener, state, stop_rx).await;
     });
     Ok(format!("http://{addr}"))
 }
@@ -2032,6 +2050,7 @@ mod tests {
             ramp_seconds: 0.0,
             account_sid: TEST_ACCOUNT_SID.into(),
             auth_token: TEST_AUTH_TOKEN.into(),
+            api_token: "loadtest-api-token".into(),
             server_pid: None,
             settings: Box::default(),
         };

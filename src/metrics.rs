@@ -149,6 +149,12 @@ pub struct Metrics {
     escalations: LabeledCounter,
     wire_errors: LabeledCounter,
     transfer_failures: LabeledCounter,
+    connections: LabeledCounter,
+    open_connections: AtomicI64,
+    auth_failures: AtomicU64,
+    store_errors: AtomicU64,
+    /// 1 while the last call-record write succeeded; 0 after a failed one (disk full, …).
+    store_ok: AtomicI64,
     decision_latency: Histogram,
     stt: Histogram,
     stt_queue_wait: Histogram,
@@ -189,6 +195,15 @@ impl Metrics {
                 "Transfers the provider did not accept, by kind.",
                 "kind",
             ),
+            connections: LabeledCounter::new(
+                "connections_total",
+                "Inbound TCP connections by what happened to them (accepted, refused at the cap, evicted to make room, closed idle, accept errors).",
+                "event",
+            ),
+            open_connections: AtomicI64::new(0),
+            auth_failures: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            store_ok: AtomicI64::new(1),
             decision_latency: Histogram::new(
                 "decision_latency_seconds",
                 "End of caller speech to transfer request sent.",
@@ -250,6 +265,42 @@ impl Metrics {
         self.transfer_failures.inc(kind);
     }
 
+    pub fn inc_connections(&self, event: &'static str) {
+        self.connections.inc(event);
+    }
+
+    pub fn connections(&self, event: &str) -> u64 {
+        self.connections.get(event)
+    }
+
+    pub fn add_open_connections(&self, delta: i64) {
+        self.open_connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn open_connections(&self) -> i64 {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    pub fn inc_auth_failures(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the result of one call-record write.
+    pub fn store_write(&self, ok: bool) {
+        if !ok {
+            self.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store_ok.store(i64::from(ok), Ordering::Relaxed);
+    }
+
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
     pub fn observe_decision_latency(&self, d: Duration) {
         self.decision_latency.observe(d);
     }
@@ -284,6 +335,36 @@ impl Metrics {
         let overload = self.overload_handoffs.load(Ordering::Relaxed);
         let _ = writeln!(out, "{PREFIX}overload_handoffs_total {overload}");
         self.transfer_failures.render(&mut out);
+        self.connections.render(&mut out);
+        for (name, help, kind, value) in [
+            (
+                "open_connections",
+                "Inbound connections open now (HTTP and media WebSockets).",
+                "gauge",
+                self.open_connections(),
+            ),
+            (
+                "auth_failures_total",
+                "Caller-data requests refused for want of a valid API token.",
+                "counter",
+                self.auth_failures.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "store_errors_total",
+                "Call-record writes that failed (each is logged; the call goes on).",
+                "counter",
+                self.store_errors() as i64,
+            ),
+            (
+                "store_ok",
+                "1 while the last call-record write succeeded, 0 after a failure.",
+                "gauge",
+                i64::from(self.store_ok()),
+            ),
+        ] {
+            header(&mut out, name, help, kind);
+            let _ = writeln!(out, "{PREFIX}{name} {value}");
+        }
         self.decision_latency.render(&mut out);
         self.stt.render(&mut out);
         self.stt_queue_wait.render(&mut out);

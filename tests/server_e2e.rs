@@ -26,6 +26,8 @@ use warmline::telephony::twilio::signature;
 
 const ACCOUNT: &str = "ACtest0000000000000000000000000000";
 const TOKEN: &str = "test-auth-token";
+/// Bearer token for the caller-data routes.
+const API_TOKEN: &str = "e2e-api-token-0123456789";
 
 /// What the fake Twilio saw.
 #[derive(Default)]
@@ -130,12 +132,14 @@ async fn start() -> Harness {
     s.twilio_api_base = format!("http://{fake_addr}");
     s.handoff_webhook = Some(format!("http://{fake_addr}/handoff"));
     s.validate_signatures = true;
+    s.api_tokens = vec![API_TOKEN.into()];
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     std::mem::forget(_stop_tx);
     let state = server::build_state(s, common::playbook(), stop_rx).unwrap();
     let _ = state.stt.set(common::stt());
-    let app = server::router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop_tx);
+    tokio::spawn(server::serve_listener(listener, state.clone(), stop_rx));
     Harness {
         base: format!("http://{addr}"),
         fake,
@@ -433,6 +437,7 @@ async fn get_json(h: &Harness, path: &str) -> (u16, Value) {
     let r = h
         .http
         .get(format!("{}{path}", h.base))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap();

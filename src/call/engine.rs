@@ -221,11 +221,12 @@ impl Engine {
             Event::Fault(why) => {
                 tracing::warn!(call_sid = %self.info.call_sid, %why, "fault mid-call: handing over");
                 self.decision(now, "fault", &why, &mut out);
-                self.transfer(Reason::NotUnderstood, Priority::High, now, &mut out);
+                self.tried.push(format!("the line failed: {why}"));
+                self.transfer(Reason::SystemFault, Priority::High, now, &mut out);
             }
             Event::Overloaded => {
                 self.decision(now, "overload", "the line is at capacity", &mut out);
-                self.transfer(Reason::Dialplan, Priority::Normal, now, &mut out);
+                self.transfer(Reason::Overload, Priority::Normal, now, &mut out);
             }
         }
         out
@@ -436,12 +437,19 @@ impl Engine {
             Ok(t) => t,
             Err(failure) => {
                 // Fail open: a caller we cannot transcribe goes to someone who can listen.
-                let why = match failure {
-                    SttFailure::Overloaded => "speech recognition is at capacity".to_string(),
-                    SttFailure::Failed(e) => format!("speech recognition failed: {e}"),
+                let (why, reason) = match failure {
+                    SttFailure::Overloaded => (
+                        "speech recognition is at capacity".to_string(),
+                        Reason::Overload,
+                    ),
+                    SttFailure::Failed(e) => (
+                        format!("speech recognition failed: {e}"),
+                        Reason::SystemFault,
+                    ),
                 };
                 self.decision(now, "stt_failure", &why, out);
-                self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
+                self.tried.push(why);
+                self.transfer(reason, Priority::Normal, now, out);
                 return;
             }
         };

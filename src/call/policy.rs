@@ -19,6 +19,11 @@ pub enum Reason {
     LowConfidence,
     UnsupportedLanguage,
     Dialplan,
+    /// Something inside warmline failed mid-call (speech recognition, the media socket, a
+    /// shutdown): the caller did nothing wrong, and the agent should know that.
+    SystemFault,
+    /// The line was at capacity when the caller arrived or spoke.
+    Overload,
 }
 
 impl Reason {
@@ -32,6 +37,8 @@ impl Reason {
             Reason::LowConfidence => "low_confidence",
             Reason::UnsupportedLanguage => "unsupported_language",
             Reason::Dialplan => "dialplan",
+            Reason::SystemFault => "system_fault",
+            Reason::Overload => "overload",
         }
     }
 }

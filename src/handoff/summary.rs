@@ -48,6 +48,8 @@ fn why(reason: Reason, requests: u32) -> String {
         Reason::LowConfidence => "hard to hear on the line".into(),
         Reason::UnsupportedLanguage => "speaks a language the system does not serve".into(),
         Reason::Dialplan => "routed by topic".into(),
+        Reason::SystemFault => "handed over because the automated line had a fault".into(),
+        Reason::Overload => "handed over because the automated line was busy".into(),
     }
 }
 

@@ -10,11 +10,22 @@ use serde::Deserialize;
 
 use super::AppState;
 
+/// 200 when the line can take calls and keep their records. A failing store is reported
+/// (503) so a load balancer sends new calls to an instance that can keep them; calls already
+/// here go on regardless.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
+    if !state.ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "loading the model\n").into_response()
+    } else if !state.metrics.store_ok() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded: call records cannot be written (see warmline_store_errors_total)\n",
+        )
+            .into_response()
+    } else if state.admission.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
     }
 }
 

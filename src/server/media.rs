@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -19,10 +18,12 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::AppState;
+use super::admission;
+use super::log_limit::LogLimit;
 use super::records::Op;
-use super::twilio::stream_token;
 use crate::audio::FRAME_SAMPLES_8K;
 use crate::call::{Action, CallInfo, Engine, Event, Millis, SttFailure, Transcript};
+use crate::config::Limits;
 use crate::handoff::Handoff;
 use crate::telephony::twilio::messages::{self, Inbound, Start};
 use crate::telephony::twilio::twiml;
@@ -40,6 +41,14 @@ const LEAD_MS: u64 = 80;
 const STT_WAIT: Duration = Duration::from_millis(5_000);
 /// After a transfer is accepted Twilio stops the stream; do not wait longer than this.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// Outbound messages queued for the socket writer. Prompts are paced ~80 ms ahead, so a full
+/// queue (over a second of audio) means the peer has stopped reading.
+const OUTBOX: usize = 64;
+/// The close frame at the end of a call gets this long; the peer may be gone.
+const SEND_CLOSE_WAIT: Duration = Duration::from_millis(500);
+/// A `chunk` this far past the last one is not a gap in the audio but a bogus number; the
+/// frame is used and the number ignored, so one bad field cannot make the call deaf.
+const MAX_CHUNK_JUMP: u64 = 50 * 60 * 60;
 
 pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(MAX_MESSAGE)
@@ -53,47 +62,108 @@ type Stream = SplitStream<WebSocket>;
 async fn run(state: Arc<AppState>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let Some(start) = await_start(&state, &mut stream).await else {
-        let _ = sink.send(Message::Close(None)).await;
+        let _ = tokio::time::timeout(SEND_CLOSE_WAIT, sink.send(Message::Close(None))).await;
         return;
     };
     let span = tracing::info_span!("call", call_sid = %start.call_sid);
     async move {
-        let expected = stream_token(&state.token_key, &start.call_sid);
-        let given = start
-            .custom_parameters
-            .get("token")
-            .map(String::as_str)
-            .unwrap_or("");
-        if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-            tracing::warn!("stream without a valid token: closed before any audio");
-            state.metrics.inc_wire_errors("bad_stream_token");
-            let _ = sink.send(Message::Close(None)).await;
+        let Some((slot, promised)) = admit(&state, &start) else {
+            let _ = tokio::time::timeout(SEND_CLOSE_WAIT, sink.send(Message::Close(None))).await;
             return;
-        }
-        state.active_calls.fetch_add(1, Ordering::SeqCst);
-        state.metrics.inc_active_calls();
-        let outcome = drive(&state, start, sink, stream).await;
-        state.metrics.dec_active_calls();
+        };
+        let _active = state.metrics.track_active_call();
+        let outcome = drive(&state, start, promised, sink, stream).await;
         state.metrics.inc_calls(outcome);
-        state.active_calls.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
     }
     .instrument(span)
     .await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Claims the call slot its voice webhook reserved, with the single-use token it was given.
+fn admit(state: &AppState, start: &Start) -> Option<(admission::Slot, admission::Promised)> {
+    let given = start
+        .custom_parameters
+        .get("token")
+        .map(String::as_str)
+        .unwrap_or("");
+    let claimed = state
+        .admission
+        .claim(&start.call_sid, given, std::time::Instant::now());
+    let (slot, promised) = match claimed {
+        Ok(c) => c,
+        Err(e) => {
+            warn_limited(
+                &STREAM_LOG,
+                "stream refused before any audio",
+                &e.to_string(),
+            );
+            state.metrics.inc_wire_errors("bad_stream_token");
+            return None;
+        }
+    };
+    if start.account_sid != promised.account_sid {
+        warn_limited(
+            &STREAM_LOG,
+            "stream refused before any audio",
+            "start.accountSid differs from the voice webhook's",
+        );
+        state.metrics.inc_wire_errors("wrong_account");
+        return None;
+    }
+    Some((slot, promised))
 }
 
-/// Reads until `start`, counting anything malformed on the way.
+static STREAM_LOG: LogLimit = LogLimit::new();
+static WIRE_LOG: LogLimit = LogLimit::new();
+
+/// A warning the network can trigger: at most one line a second, with the count held back.
+fn warn_limited(limit: &LogLimit, what: &str, detail: &str) {
+    if let Some(suppressed) = limit.permit() {
+        tracing::warn!(detail, suppressed, "{what}");
+    }
+}
+
+/// Names a socket error for the wire-error metric.
+fn socket_error_kind(e: &axum::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Capacity")
+    {
+        "oversized_frame"
+    } else if text.to_ascii_lowercase().contains("utf-8") || text.contains("UTF") {
+        "non_utf8_text"
+    } else {
+        "socket_error"
+    }
+}
+
+/// Reads until `start`, counting anything malformed on the way; a peer that sends more than
+/// `limits.bad_frames_before_start` of those is cut off (it has not proven it is a call).
 async fn await_start(state: &AppState, stream: &mut Stream) -> Option<Start> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let allowed = state.settings.limits.bad_frames_before_start;
+    let mut bad = 0u32;
     loop {
+        if bad > allowed {
+            warn_limited(
+                &STREAM_LOG,
+                "too many bad frames before `start`: closing",
+                "",
+            );
+            state.metrics.inc_wire_errors("too_many_bad_frames");
+            return None;
+        }
         let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(Some(Ok(m))) => m,
-            Ok(_) => return None,
+            Ok(Some(Err(e))) => {
+                state.metrics.inc_wire_errors(socket_error_kind(&e));
+                return None;
+            }
+            Ok(None) => return None,
             Err(_) => {
-                tracing::warn!("no `start` within {START_TIMEOUT:?}: closing");
+                warn_limited(&STREAM_LOG, "no `start` in time: closing", "");
                 state.metrics.inc_wire_errors("no_start");
                 return None;
             }
@@ -103,16 +173,21 @@ async fn await_start(state: &AppState, stream: &mut Stream) -> Option<Start> {
                 Ok(Inbound::Start(s)) => return Some(s),
                 Ok(Inbound::Connected) => {}
                 Ok(other) => {
-                    tracing::warn!(event = ?kind(&other), "event before `start`: ignored");
+                    bad += 1;
+                    warn_limited(&WIRE_LOG, "event before `start`: ignored", kind(&other));
                     state.metrics.inc_wire_errors("before_start");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "bad message before `start`");
+                    bad += 1;
+                    warn_limited(&WIRE_LOG, "bad message before `start`", &e.to_string());
                     state.metrics.inc_wire_errors(e.kind());
                 }
             },
             Message::Close(_) => return None,
-            Message::Binary(_) => state.metrics.inc_wire_errors("binary"),
+            Message::Binary(_) => {
+                bad += 1;
+                state.metrics.inc_wire_errors("binary");
+            }
             _ => {}
         }
     }
@@ -174,7 +249,9 @@ struct Driver {
     engine: Engine,
     call_sid: String,
     stream_sid: String,
-    sink: Sink,
+    /// To the socket writer task; never awaited, so a peer that stops reading cannot stall
+    /// the call (see [`Driver::send`]).
+    outbox: mpsc::Sender<Message>,
     started: Instant,
     out: Outbound,
     stt_tx: mpsc::UnboundedSender<(u64, Result<Transcript, SttFailure>)>,
@@ -183,30 +260,62 @@ struct Driver {
     /// When the caller last stopped speaking (or pressed a key): decision latency starts here.
     last_trigger: Option<Millis>,
     last_chunk: Option<u64>,
+    /// Caller audio received so far, in ms; kept within real time plus a burst.
+    audio_ms: Millis,
     /// Twilio said `stop` while the transfer request was in flight: end once it answers.
     stop_seen: bool,
     socket_open: bool,
+    /// The writer gave up (peer not reading, or the socket failed): nothing more goes out.
+    outbox_dead: bool,
+    /// The server is draining: once a transfer is accepted the call ends without waiting
+    /// for the provider's `stop`.
+    draining: bool,
     close: bool,
+}
+
+/// Owns the socket's sending half: every send has `limits.send_ms` to complete, so a peer
+/// that stops reading costs one task for seconds, not a wedged call forever.
+fn spawn_writer(
+    mut sink: Sink,
+    send_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> mpsc::Sender<Message> {
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
+    tokio::spawn(
+        async move {
+            while let Some(msg) = rx.recv().await {
+                let closing = matches!(msg, Message::Close(_));
+                match tokio::time::timeout(send_timeout, sink.send(msg)).await {
+                    Ok(Ok(())) if closing => break,
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "send failed (socket closing)");
+                        break;
+                    }
+                    Err(_) => {
+                        metrics.inc_wire_errors("send_timeout");
+                        warn_limited(&WIRE_LOG, "peer stopped reading: send timed out", "");
+                        break;
+                    }
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    tx
 }
 
 async fn drive(
     state: &Arc<AppState>,
     start: Start,
+    promised: admission::Promised,
     sink: Sink,
     mut stream: Stream,
 ) -> &'static str {
     let info = CallInfo {
         call_sid: start.call_sid.clone(),
-        from: start
-            .custom_parameters
-            .get("From")
-            .cloned()
-            .unwrap_or_default(),
-        to: start
-            .custom_parameters
-            .get("To")
-            .cloned()
-            .unwrap_or_default(),
+        from: promised.from,
+        to: promised.to,
         started_at: chrono::Utc::now(),
         handoff_id: random_id(),
     };
@@ -216,11 +325,14 @@ async fn drive(
         to: info.to.clone(),
         started_at: info.started_at.to_rfc3339(),
     });
+    let limits = &state.settings.limits;
+    let outbox = spawn_writer(sink, Limits::ms(limits.send_ms), state.metrics.clone());
     let engine = match Engine::new(info, state.book.clone()) {
         Ok(e) => e,
         Err(e) => {
             // Closing the stream makes Twilio ask /twilio/stream-ended, which dials a person.
             tracing::error!(error = %e, "cannot start the call engine: failing open");
+            let _ = outbox.try_send(Message::Close(None));
             return "stream_dropped";
         }
     };
@@ -231,7 +343,7 @@ async fn drive(
         engine,
         call_sid: start.call_sid.clone(),
         stream_sid: start.stream_sid.clone(),
-        sink,
+        outbox,
         started: Instant::now(),
         out: Outbound::default(),
         stt_tx,
@@ -239,23 +351,28 @@ async fn drive(
         phase: Phase::Live,
         last_trigger: None,
         last_chunk: None,
+        audio_ms: 0,
         stop_seen: false,
         socket_open: true,
+        outbox_dead: false,
+        draining: false,
         close: false,
     };
     tracing::info!(stream_sid = %d.stream_sid, "stream started");
     let actions = d.engine.start(0);
-    d.apply(actions).await;
+    d.apply(actions);
     if d.state.stt.get().is_none() || d.overloaded() {
         let now = d.now();
         let actions = d.engine.feed(Event::Overloaded, now);
         d.state.metrics.inc_overload_handoffs();
-        d.apply(actions).await;
+        d.apply(actions);
     }
 
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let media_idle = Limits::ms(limits.media_idle_ms);
+    let mut heard = tokio::time::Instant::now();
     let mut stop_deadline: Option<tokio::time::Instant> = None;
     while !d.close {
         let stop_wait = async {
@@ -265,37 +382,53 @@ async fn drive(
             }
         };
         tokio::select! {
-            msg = stream.next(), if d.socket_open => match msg {
-                Some(Ok(Message::Text(t))) => d.on_text(&t).await,
-                Some(Ok(Message::Binary(_))) => d.wire_error("binary", "binary frame ignored"),
-                Some(Ok(Message::Close(_))) | None => { d.on_socket_gone("socket closed").await; }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => { d.on_socket_gone(&format!("socket error: {e}")).await; }
+            msg = stream.next(), if d.socket_open => {
+                heard = tokio::time::Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(t))) => d.on_text(&t),
+                    Some(Ok(Message::Binary(_))) => d.wire_error("binary", "binary frame ignored"),
+                    Some(Ok(Message::Close(_))) | None => d.on_socket_gone("socket closed"),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        let kind = socket_error_kind(&e);
+                        d.state.metrics.inc_wire_errors(kind);
+                        d.on_socket_gone(&format!("socket error ({kind}): {e}"));
+                    }
+                }
             },
             Some((utterance, result)) = stt_rx.recv() => {
                 let now = d.now();
                 let actions = d.engine.feed(Event::Transcribed { utterance, result }, now);
-                d.apply(actions).await;
+                d.apply(actions);
             }
-            Some(result) = rest_rx.recv() => d.on_rest_result(result).await,
+            Some(result) = rest_rx.recv() => d.on_rest_result(result),
             _ = tick.tick() => {
-                d.pump().await;
+                d.pump();
                 let now = d.now();
                 let actions = d.engine.feed(Event::Tick, now);
-                d.apply(actions).await;
+                d.apply(actions);
+                if d.socket_open && d.phase == Phase::Live && heard.elapsed() >= media_idle {
+                    d.state.metrics.inc_wire_errors("media_idle");
+                    d.on_socket_gone(&format!("no media for {media_idle:?}"));
+                }
             }
-            Ok(()) = shutdown.changed(), if d.phase == Phase::Live => {
-                let now = d.now();
-                let actions = d.engine.feed(Event::Fault("server shutting down".into()), now);
-                d.apply(actions).await;
+            Ok(_) = shutdown.wait_for(|s| *s), if !d.draining => {
+                d.draining = true;
+                if d.phase == Phase::Live {
+                    d.fault("server shutting down");
+                }
             }
             _ = stop_wait => {
                 tracing::warn!("no `stop` after the transfer was accepted: closing");
                 d.close = true;
             }
         }
-        if d.phase == Phase::Transferred && stop_deadline.is_none() {
-            stop_deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+        if d.phase == Phase::Transferred {
+            if d.draining || d.outbox_dead {
+                d.close = true;
+            } else if stop_deadline.is_none() {
+                stop_deadline = Some(tokio::time::Instant::now() + STOP_WAIT);
+            }
         }
     }
     let outcome = d.phase.outcome();
@@ -304,7 +437,7 @@ async fn drive(
         outcome: outcome.to_string(),
         ended_at: chrono::Utc::now().to_rfc3339(),
     });
-    let _ = d.sink.send(Message::Close(None)).await;
+    let _ = d.outbox.try_send(Message::Close(None));
     tracing::info!(outcome, "call ended");
     outcome
 }
@@ -327,11 +460,31 @@ impl Driver {
     }
 
     fn wire_error(&self, kind: &'static str, detail: &str) {
-        tracing::warn!(kind, detail, "wire error");
+        warn_limited(&WIRE_LOG, kind, detail);
         self.state.metrics.inc_wire_errors(kind);
     }
 
-    async fn on_text(&mut self, text: &str) {
+    /// Whether this frame keeps the caller's audio within real time plus the allowed burst.
+    /// Audio faster than that is dropped: a stream cannot queue more speech recognition than
+    /// a person can speak, so it cannot starve other callers.
+    fn within_pace(&mut self, bytes: usize) -> bool {
+        let ms = (bytes / 8) as Millis;
+        let allowed = self.now() + self.state.settings.limits.media_burst_ms;
+        if self.audio_ms + ms > allowed {
+            return false;
+        }
+        self.audio_ms += ms;
+        true
+    }
+
+    /// Something inside failed mid-call: the engine hands the caller over (fail open).
+    fn fault(&mut self, why: &str) {
+        let now = self.now();
+        let actions = self.engine.feed(Event::Fault(why.to_string()), now);
+        self.apply(actions);
+    }
+
+    fn on_text(&mut self, text: &str) {
         let msg = match messages::parse_inbound(text, MAX_PAYLOAD) {
             Ok(m) => m,
             Err(e) => return self.wire_error(e.kind(), &e.to_string()),
@@ -339,12 +492,22 @@ impl Driver {
         let now = self.now();
         let actions = match msg {
             Inbound::Media(m) => {
-                if let (Some(c), Some(last)) = (m.chunk, self.last_chunk)
-                    && c <= last
-                {
-                    return self.wire_error("out_of_order", &format!("chunk {c} after {last}"));
+                match (m.chunk, self.last_chunk) {
+                    (Some(c), Some(last)) if c <= last => {
+                        return self.wire_error("out_of_order", &format!("chunk {c} after {last}"));
+                    }
+                    (Some(c), Some(last)) if c - last > MAX_CHUNK_JUMP => {
+                        self.wire_error("chunk_jump", &format!("chunk {c} after {last}"));
+                    }
+                    (Some(c), None) if c > MAX_CHUNK_JUMP => {
+                        self.wire_error("chunk_jump", &format!("first chunk {c}"));
+                    }
+                    (Some(c), _) => self.last_chunk = Some(c),
+                    (None, _) => {}
                 }
-                self.last_chunk = m.chunk.or(self.last_chunk);
+                if !self.within_pace(m.payload.len()) {
+                    return self.wire_error("media_too_fast", "audio ahead of real time dropped");
+                }
                 self.engine.feed(Event::Audio(&m.payload), now)
             }
             Inbound::Dtmf { digit } => {
@@ -357,7 +520,8 @@ impl Driver {
                 match self.phase {
                     Phase::Live => {
                         self.phase = Phase::CallerHungUp;
-                        let _ = self.engine.feed(Event::Hangup, now);
+                        let actions = self.engine.feed(Event::Hangup, now);
+                        self.apply(actions);
                         self.close = true;
                     }
                     // The redirect usually stops the stream before the REST answer arrives;
@@ -372,12 +536,12 @@ impl Driver {
             }
             Inbound::Connected => return,
         };
-        self.apply(actions).await;
+        self.apply(actions);
     }
 
     /// The socket went away without `stop`: record a handoff so `/twilio/stream-ended` can
     /// dial a person with context, but do not call the REST API (Twilio is already moving on).
-    async fn on_socket_gone(&mut self, why: &str) {
+    fn on_socket_gone(&mut self, why: &str) {
         self.socket_open = false;
         if self.phase == Phase::Transferring {
             // The transfer request is still in flight: its answer decides the outcome.
@@ -402,7 +566,7 @@ impl Driver {
         }
     }
 
-    async fn apply(&mut self, actions: Vec<Action>) {
+    fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Record(record) => {
@@ -416,13 +580,13 @@ impl Driver {
                         self.out.queue.push_back(Out::Frame(frame.to_vec()));
                     }
                     self.out.queue.push_back(Out::Mark(mark));
-                    self.pump().await;
+                    self.pump();
                 }
                 Action::Clear => {
                     self.out.queue.clear();
                     self.out.played_until = self.now();
                     let msg = messages::clear_out(&self.stream_sid);
-                    self.send(msg).await;
+                    self.send(msg);
                 }
                 Action::Transcribe {
                     utterance,
@@ -444,7 +608,7 @@ impl Driver {
     }
 
     /// Sends queued audio up to `LEAD_MS` ahead of real time, and marks as their audio goes.
-    async fn pump(&mut self) {
+    fn pump(&mut self) {
         let now = self.now();
         self.out.played_until = self.out.played_until.max(now);
         while let Some(item) = self.out.queue.front() {
@@ -454,20 +618,32 @@ impl Driver {
                     let msg = messages::media_out(&self.stream_sid, f);
                     self.out.played_until += (f.len() / 8) as Millis;
                     self.out.queue.pop_front();
-                    self.send(msg).await;
+                    self.send(msg);
                 }
                 Out::Mark(name) => {
                     let msg = messages::mark_out(&self.stream_sid, name);
                     self.out.queue.pop_front();
-                    self.send(msg).await;
+                    self.send(msg);
                 }
             }
         }
     }
 
-    async fn send(&mut self, text: String) {
-        if let Err(e) = self.sink.send(Message::Text(text.into())).await {
-            tracing::debug!(error = %e, "send failed (socket closing)");
+    /// Queues a message for the writer without waiting. A full queue or a writer that gave
+    /// up means the peer is not taking audio: the caller cannot hear us, so they go to a
+    /// person through the REST API (the socket itself may look healthy to the provider).
+    fn send(&mut self, text: String) {
+        if self.outbox_dead {
+            return;
+        }
+        if self.outbox.try_send(Message::Text(text.into())).is_ok() {
+            return;
+        }
+        self.outbox_dead = true;
+        self.out.queue.clear();
+        self.state.metrics.inc_wire_errors("peer_not_reading");
+        if self.phase == Phase::Live {
+            self.fault("the provider stopped reading the media stream");
         }
     }
 
@@ -586,7 +762,7 @@ impl Driver {
         );
     }
 
-    async fn on_rest_result(&mut self, result: Result<u32, String>) {
+    fn on_rest_result(&mut self, result: Result<u32, String>) {
         match result {
             Ok(attempts) => {
                 tracing::info!(attempts, "transfer accepted by the provider");

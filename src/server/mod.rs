@@ -1,17 +1,21 @@
 //! `warmline serve`: the HTTP + WebSocket server that puts the call engine on the wire.
 //!
-//! Layout after mini-redis: one listener, one task per call, shared state behind `Arc`, a
-//! connection limit that fails open (extra callers go to a human), and a graceful shutdown
-//! that hands every live caller to a person before the process exits.
+//! Layout after mini-redis: one listener with a connection cap ([`listener`]), one task per
+//! call, shared state behind `Arc`, admission that fails open (extra callers go to a human),
+//! and a graceful shutdown that stops admitting, hands every live caller to a person, lets
+//! their transfers finish, and exits within `limits.drain_ms` plus a second.
 
+mod admission;
 mod api;
+mod auth;
+mod listener;
+mod log_limit;
 mod media;
 mod records;
 mod stt_load;
 mod twilio;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -21,7 +25,7 @@ use axum::routing::{get, post};
 use tokio::sync::watch;
 
 use crate::call::Playbook;
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stt::engine::SttEngine;
@@ -40,14 +44,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rest: Option<TwilioRest>,
     pub http: reqwest::Client,
-    /// Key for the per-call stream tokens handed out in the voice webhook answer.
-    pub token_key: [u8; 32],
-    pub active_calls: AtomicUsize,
+    /// Call slots and the single-use stream tokens that claim them.
+    pub admission: Arc<admission::Admission>,
+    /// Digests of the bearer tokens that may read caller data.
+    pub api_tokens: auth::ApiTokens,
     /// The decoder states (one permit each: transcriptions beyond them wait briefly, then fail
     /// open), how many transcriptions wait for one and how long they take.
     pub stt_load: stt_load::SttLoad,
     /// Flips to true on SIGTERM/SIGINT: live calls hand their callers over and end.
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// What is being wound down, in order: first the calls (drain), then the listener (stop).
+pub struct Shutdown {
+    pub drain: watch::Sender<bool>,
+    pub stop: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -58,11 +69,18 @@ impl AppState {
 
 /// The router, for the server and for tests that bring their own listener.
 pub fn router(state: Arc<AppState>) -> Router {
+    // Everything that shows caller data sits behind the token check.
+    let caller_data = Router::new()
+        .route("/api/calls", get(api::list_calls))
+        .route("/api/calls/{call_sid}", get(api::get_call))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_token,
+        ));
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
-        .route("/api/calls", get(api::list_calls))
-        .route("/api/calls/{call_sid}", get(api::get_call))
+        .merge(caller_data)
         .route("/twilio/voice", post(twilio::voice))
         .route("/twilio/stream-ended", post(twilio::stream_ended))
         .route(
@@ -75,13 +93,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Builds the shared state. The model is loaded separately (see [`load_model`]).
 pub fn build_state(
-    settings: Settings,
+    mut settings: Settings,
     book: Arc<Playbook>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<AppState>> {
+    let api_tokens =
+        auth::ApiTokens::new(&settings.api_tokens).context("reading WARMLINE_API_TOKENS")?;
+    // Only the digests are kept.
+    settings.api_tokens.clear();
     let store = Store::open(&settings.data_dir)
         .with_context(|| format!("opening call records in {}", settings.data_dir.display()))?;
-    let records = RecordWriter::spawn(store.clone());
+    let metrics = Arc::new(Metrics::default());
+    let records = RecordWriter::spawn(store.clone(), metrics.clone());
     let rest = match (&settings.twilio_account_sid, &settings.twilio_auth_token) {
         (Some(sid), Some(token)) => Some(
             TwilioRest::new(
@@ -99,20 +122,21 @@ pub fn build_state(
             None
         }
     };
-    let mut token_key = [0u8; 32];
-    rand::fill(&mut token_key);
     Ok(Arc::new(AppState {
         stt: OnceLock::new(),
         store,
         records,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         rest,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?,
-        token_key,
-        active_calls: AtomicUsize::new(0),
+        admission: admission::Admission::new(
+            settings.max_calls,
+            config::Limits::ms(settings.limits.stream_connect_ms),
+        ),
+        api_tokens,
         stt_load: stt_load::SttLoad::new(settings.stt.max_states),
         shutdown,
         book,
@@ -131,11 +155,49 @@ pub async fn load_model(state: Arc<AppState>) -> Result<()> {
     Ok(())
 }
 
+/// Serves `state` on `listener` through the bounded accept loop until `stop` turns true.
+pub async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    stop: watch::Receiver<bool>,
+) {
+    let limits = &state.settings.limits;
+    let conn = listener::ConnLimits {
+        max_connections: limits.max_connections,
+        header_read: config::Limits::ms(limits.header_read_ms),
+        idle: config::Limits::ms(limits.idle_ms),
+    };
+    let metrics = state.metrics.clone();
+    listener::serve(listener, router(state), conn, metrics, stop).await
+}
+
+/// Says out loud what the settings leave open, and refuses what must not run.
+fn check_exposure(settings: &Settings, tokens: usize) -> Result<()> {
+    if let Some(why) = settings.refuse_reason() {
+        anyhow::bail!("refusing to start: {why}");
+    }
+    if !settings.validate_signatures {
+        tracing::warn!(
+            "!!! SIGNATURE VALIDATION IS OFF: anyone who can reach this server can start calls, \
+             end them and read agent whispers. Only for local development. !!!"
+        );
+    }
+    if tokens == 0 {
+        tracing::warn!(
+            "no WARMLINE_API_TOKENS set: /api/calls answers 401 to everyone (caller data stays private)"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the server until SIGTERM/SIGINT, then drains live calls.
-pub async fn serve(settings: Settings) -> Result<()> {
+pub async fn serve(mut settings: Settings) -> Result<()> {
+    check_exposure(&settings, settings.api_tokens.len())?;
+    settings.limits.max_connections = listener::fit_to_fd_limit(settings.limits.max_connections);
     let book = crate::setup::load_playbook(&settings)?;
+    let (drain_tx, drain_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = build_state(settings.clone(), book, stop_rx)?;
+    let state = build_state(settings.clone(), book, drain_rx)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -151,36 +213,52 @@ pub async fn serve(settings: Settings) -> Result<()> {
             let _ = failed_tx.send(e);
         }
     });
-    let app = router(state.clone());
-    let drain_state = state.clone();
-    let failure = Arc::new(std::sync::Mutex::new(None));
-    let failure_slot = failure.clone();
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown_signal() => tracing::info!("shutting down: handing live callers to people"),
-                Ok(e) = failed_rx => {
-                    tracing::error!(error = %format!("{e:#}"), "cannot load the model");
-                    *failure_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                }
-            }
-            let _ = stop_tx.send(true);
-            // Give call tasks time to transfer their callers before connections are dropped.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while drain_state.active_calls.load(Ordering::SeqCst) > 0
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .context("server error")?;
+    let server = tokio::spawn(serve_listener(listener, state.clone(), stop_rx));
+    let failure = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: no new calls; handing live callers to people");
+            None
+        }
+        Ok(e) = failed_rx => {
+            tracing::error!(error = %format!("{e:#}"), "cannot load the model");
+            Some(e)
+        }
+    };
+    drain(
+        &state,
+        Shutdown {
+            drain: drain_tx,
+            stop: stop_tx,
+        },
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     state.records.flush();
-    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = failure {
         return Err(e);
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops admitting calls, hands live callers over and waits for their transfers (bounded by
+/// `limits.drain_ms`), then stops the listener. The listener stays up during the drain so
+/// the provider can still reach `stream-ended` and the agent whispers of those transfers.
+pub async fn drain(state: &AppState, shutdown: Shutdown) {
+    state.admission.drain();
+    let _ = shutdown.drain.send(true);
+    let bound = config::Limits::ms(state.settings.limits.drain_ms);
+    let deadline = tokio::time::Instant::now() + bound;
+    while state.admission.live() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = state.admission.live();
+    if left > 0 {
+        tracing::error!(left, ?bound, "drain bound reached with calls still live");
+    } else {
+        tracing::info!("every live call handed over");
+    }
+    let _ = shutdown.stop.send(true);
 }
 
 async fn shutdown_signal() {

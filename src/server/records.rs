@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::call::{Record, Speaker};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub enum Op {
@@ -41,13 +42,15 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub fn spawn(store: Store) -> RecordWriter {
+    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> RecordWriter {
         let (tx, rx) = mpsc::channel::<Op>();
         thread::Builder::new()
             .name("warmline-records".into())
             .spawn(move || {
                 for op in rx {
-                    apply(&store, op);
+                    if let Some(ok) = apply(&store, op) {
+                        metrics.store_write(ok);
+                    }
                 }
             })
             .expect("spawning the record writer thread");
@@ -71,7 +74,8 @@ impl RecordWriter {
     }
 }
 
-fn apply(store: &Store, op: Op) {
+/// Writes one operation; `Some(succeeded)` for writes, `None` for a flush.
+fn apply(store: &Store, op: Op) -> Option<bool> {
     let result = match op {
         Op::Begin {
             call_sid,
@@ -120,10 +124,18 @@ fn apply(store: &Store, op: Op) {
         } => store.finish_call(&call_sid, &outcome, &ended_at),
         Op::Flush(done) => {
             let _ = done.send(());
-            Ok(())
+            return None;
         }
     };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "storing a call record failed");
+    match result {
+        Ok(()) => Some(true),
+        Err(e) => {
+            if let Some(suppressed) = STORE_LOG.permit() {
+                tracing::error!(error = %e, suppressed, "storing a call record failed");
+            }
+            Some(false)
+        }
     }
 }
+
+static STORE_LOG: super::log_limit::LogLimit = super::log_limit::LogLimit::new();

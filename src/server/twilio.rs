@@ -7,10 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 use super::AppState;
+use super::admission::Promised;
 use crate::telephony::twilio::{signature, twiml};
 
 /// Form fields of a Twilio callback, in the order they came.
@@ -87,35 +86,51 @@ impl FromRequest<Arc<AppState>> for SignedForm {
     }
 }
 
-/// The per-call stream token: only a stream we answered for may send audio.
-pub fn stream_token(key: &[u8; 32], call_sid: &str) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(call_sid.as_bytes());
-    let bytes = mac.finalize().into_bytes();
-    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
+/// A fresh random stream token: 128 bits, single use (see [`super::admission`]).
+fn new_stream_token() -> String {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `POST /twilio/voice`: answer with `<Connect><Stream>`, or straight to a human when the line
-/// cannot take the call (model still loading, at capacity).
+/// `POST /twilio/voice`: reserve a call slot and answer with `<Connect><Stream>`, or send the
+/// caller straight to a human when the line cannot take the call (model still loading, at
+/// capacity, shutting down).
 pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedForm) -> Response {
     let call_sid = field(&form, "CallSid").unwrap_or_default();
-    if call_sid.is_empty() {
-        return (StatusCode::BAD_REQUEST, "missing CallSid").into_response();
+    if call_sid.is_empty() || call_sid.len() > 64 {
+        return (StatusCode::BAD_REQUEST, "missing or oversized CallSid").into_response();
     }
     let from = field(&form, "From").unwrap_or_default();
     let to = field(&form, "To").unwrap_or_default();
+    let account_sid = field(&form, "AccountSid").unwrap_or_default();
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _g = span.enter();
 
-    let busy =
-        state.active_calls.load(std::sync::atomic::Ordering::SeqCst) >= state.settings.max_calls;
-    if !state.ready() || busy {
-        let why = if busy {
-            "at capacity"
-        } else {
-            "model still loading"
+    if let Some(ours) = state.settings.twilio_account_sid.as_deref()
+        && account_sid != ours
+    {
+        tracing::warn!(account_sid, "voice webhook for another account: refused");
+        state.metrics.inc_wire_errors("wrong_account");
+        return (StatusCode::FORBIDDEN, "wrong AccountSid").into_response();
+    }
+    let token = new_stream_token();
+    let refused = if state.ready() {
+        let promised = Promised {
+            call_sid: call_sid.to_string(),
+            account_sid: account_sid.to_string(),
+            from: bounded(from),
+            to: bounded(to),
         };
+        state
+            .admission
+            .reserve(promised, token.clone(), std::time::Instant::now())
+            .err()
+            .map(|r| r.to_string())
+    } else {
+        Some("model still loading".to_string())
+    };
+    if let Some(why) = refused {
         tracing::warn!(why, "sending the caller straight to a person");
         state.metrics.inc_overload_handoffs();
         return xml(fallback_dial(
@@ -124,14 +139,79 @@ pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedF
             None,
         ));
     }
-    let token = stream_token(&state.token_key, call_sid);
     let public = &state.settings.public_url;
     tracing::info!(%from, %to, "answering with a media stream");
+    // From/To go along as parameters for the contract's sake; the stream side trusts the
+    // copies kept with the reservation, which came from this signed request.
     xml(twiml::connect_stream(
         &format!("{public}/twilio/stream-ended"),
         &state.settings.media_ws_url(),
         &[("token", token.as_str()), ("From", from), ("To", to)],
     ))
+}
+
+/// Phone numbers are short; anything longer is cut rather than stored whole.
+fn bounded(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn fallback_queue(state: &AppState) -> Option<(String, String)> {
+    let plan = &state.book.dialplan;
+    let q = plan
+        .queue(&plan.fallback_queue)
+        .or_else(|| plan.queues.first())?;
+    Some((q.name.clone(), q.target.as_str().to_string()))
+}
+
+/// Builds and stores a context card from a call's stored record when the call never got
+/// one, so the agent still hears and reads what the caller already said.
+fn recover_card(
+    store: &crate::store::Store,
+    call_sid: &str,
+    queue: &str,
+    target: &str,
+) -> Option<serde_json::Value> {
+    let call = store.get_call(call_sid).ok().flatten()?;
+    let said: Vec<&str> = call["transcript"]
+        .as_array()?
+        .iter()
+        .filter(|l| l["speaker"] == "caller")
+        .filter_map(|l| l["text"].as_str())
+        .collect();
+    if said.is_empty() {
+        return None;
+    }
+    let quoted = said
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let last: String = said.last()?.chars().take(200).collect();
+    let id = new_stream_token();
+    let card = serde_json::json!({
+        "handoff_id": id,
+        "call_sid": call_sid,
+        "from": call["from"],
+        "to": call["to"],
+        "queue": queue,
+        "target": target,
+        "reason": "system_fault",
+        "priority": "high",
+        "intent": null,
+        "summary": format!("The automated line was cut off mid-call and could not decide; the caller had said: {quoted}"),
+        "spoken_summary": format!("A caller whose automated call was cut off. They last said: {last}"),
+        "transcript": call["transcript"],
+        "started_at": call["started_at"],
+        "handoff_at": chrono::Utc::now().to_rfc3339(),
+    });
+    let spoken = card["spoken_summary"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if let Err(e) = store.save_handoff(&id, call_sid, &card, &spoken) {
+        tracing::error!(error = %e, "cannot store the recovered context card; dialling anyway");
+    }
+    Some(card)
 }
 
 /// A `<Dial>` to the fallback queue, with the agent whisper when a handoff exists.
@@ -166,12 +246,17 @@ pub async fn stream_ended(
     let _g = span.enter();
     let (store, records) = (state.store.clone(), state.records.clone());
     let sid = call_sid.clone();
+    let fallback_queue = fallback_queue(&state);
     let (outcome, card) = tokio::task::spawn_blocking(move || {
         records.flush();
-        (
-            store.outcome(&sid).ok().flatten(),
-            store.handoff_for_call(&sid).ok().flatten(),
-        )
+        let outcome = store.outcome(&sid).ok().flatten();
+        let card = store.handoff_for_call(&sid).ok().flatten().or_else(|| {
+            // No card: the call was cut before any decision (a crash, kill -9, a dropped
+            // socket in the old process). Whatever the store holds still goes with the caller.
+            let (queue, target) = fallback_queue?;
+            recover_card(&store, &sid, &queue, &target)
+        });
+        (outcome, card)
     })
     .await
     .unwrap_or((None, None));

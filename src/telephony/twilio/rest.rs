@@ -25,6 +25,10 @@ pub struct RetryPolicy {
     pub factor: u32,
     /// Per-request limit; a hung Twilio edge must not hold the caller in silence.
     pub request_timeout: Duration,
+    /// All tries together, backoffs included. The caller hears nothing while this runs, and
+    /// a shutdown drain must outlast it (see `Limits::drain_ms`), so it is kept short: after
+    /// it the stream closes and the `<Connect action>` fallback dials a person.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -33,7 +37,8 @@ impl Default for RetryPolicy {
             attempts: 4,
             first_backoff: Duration::from_millis(200),
             factor: 2,
-            request_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(2),
+            budget: Duration::from_secs(5),
         }
     }
 }
@@ -161,9 +166,18 @@ impl TwilioRest {
     ) -> Result<UpdateOk, RestError> {
         let url = self.call_url(call_sid);
         let attempts = self.policy.attempts.max(1);
+        let deadline = tokio::time::Instant::now() + self.policy.budget;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let wait = match self.try_update(&url, twiml).await {
+            let tried = tokio::time::timeout_at(deadline, self.try_update(&url, twiml)).await;
+            let Ok(tried) = tried else {
+                last = format!("REST budget of {:?} spent", self.policy.budget);
+                return Err(RestError::Exhausted {
+                    attempts: attempt,
+                    last,
+                });
+            };
+            let wait = match tried {
                 Try::Done => return Ok(UpdateOk { attempts: attempt }),
                 Try::Final(err) => return Err(err),
                 Try::Retry(why, after) => {
@@ -174,7 +188,14 @@ impl TwilioRest {
             tracing::warn!(call_sid, attempt, reason = %last, "Twilio call update failed");
             if attempt < attempts {
                 let backoff = self.policy.backoff(attempt);
-                tokio::time::sleep(wait.map_or(backoff, |w| w.max(backoff))).await;
+                let until = tokio::time::Instant::now() + wait.map_or(backoff, |w| w.max(backoff));
+                if until >= deadline {
+                    return Err(RestError::Exhausted {
+                        attempts: attempt,
+                        last,
+                    });
+                }
+                tokio::time::sleep_until(until).await;
             }
         }
         Err(RestError::Exhausted { attempts, last })
@@ -410,6 +431,7 @@ mod tests {
             first_backoff: Duration::from_millis(10),
             factor: 2,
             request_timeout: Duration::from_millis(300),
+            budget: Duration::from_secs(5),
         }
     }
 
@@ -522,6 +544,29 @@ mod tests {
         assert!(last.contains("timeout"), "{last}");
         assert_eq!(hits.load(Ordering::SeqCst), 3);
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn the_whole_retry_sequence_stops_at_its_budget() {
+        // Without a budget this policy would take 4 × 2 s plus backoffs on a hung API.
+        let (base, hits) = serve(vec![Reply::Hang]).await;
+        let policy = RetryPolicy {
+            attempts: 4,
+            request_timeout: Duration::from_secs(2),
+            budget: Duration::from_millis(700),
+            ..fast_policy()
+        };
+        let rest = TwilioRest::new(&base, SID, TOKEN, policy).unwrap();
+        let started = std::time::Instant::now();
+        let err = rest.update_call_twiml("CA42", TWIML).await.unwrap_err();
+        let RestError::Exhausted { attempts, last } = &err else {
+            panic!("expected Exhausted, got {err:?}");
+        };
+        assert_eq!(*attempts, 1, "{last}");
+        assert!(last.contains("budget"), "{last}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        // Ends at the budget, not at the request timeout.
+        assert!(started.elapsed() < Duration::from_millis(1_900));
     }
 
     #[tokio::test]
