@@ -1,0 +1,487 @@
+//! A fake Twilio (REST API, handoff webhook) and a scripted Twilio caller for driving the
+//! real server over real HTTP and WebSockets on 127.0.0.1: signed webhooks, the media stream
+//! paced at 20 ms, marks echoed as Twilio echoes them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+use warmline::replay::fixture::read_ulaw;
+use warmline::server;
+use warmline::telephony::twilio::signature;
+
+pub const ACCOUNT: &str = "ACtest0000000000000000000000000000";
+pub const TOKEN: &str = "test-auth-token";
+/// Bearer token for the caller-data routes.
+pub const API_TOKEN: &str = "e2e-api-token-0123456789";
+
+/// What the fake Twilio saw.
+#[derive(Default)]
+pub struct Seen {
+    /// (call sid, Twiml, when) of accepted call updates.
+    pub updates: Vec<(String, String, Instant)>,
+    /// Call-update attempts refused with 503 on purpose.
+    pub refused: u32,
+    pub bad_auth: u32,
+    pub cards: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct Fake {
+    pub seen: Arc<Mutex<Seen>>,
+    /// Answer this many call updates with 503 first (the client must retry).
+    pub fail_first: Arc<Mutex<u32>>,
+    /// Hold every call update this long before answering (a hung REST edge).
+    pub hang: Arc<Mutex<Option<Duration>>>,
+    /// Hold the handoff webhook this long (a hung CRM).
+    pub hang_handoff: Arc<Mutex<Option<Duration>>>,
+}
+
+pub async fn fake_update(
+    State(f): State<Fake>,
+    Path((acct, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, Json<Value>) {
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
+    );
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != want || acct != ACCOUNT {
+        f.seen.lock().unwrap().bad_auth += 1;
+        return (StatusCode::UNAUTHORIZED, Json(json!({"code": 20003})));
+    }
+    let hang = *f.hang.lock().unwrap();
+    if let Some(d) = hang {
+        tokio::time::sleep(d).await;
+    }
+    {
+        let mut left = f.fail_first.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            f.seen.lock().unwrap().refused += 1;
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"code": 20500})),
+            );
+        }
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let call = call.trim_end_matches(".json").to_string();
+    let twiml = form.get("Twiml").cloned().unwrap_or_default();
+    f.seen
+        .lock()
+        .unwrap()
+        .updates
+        .push((call.clone(), twiml, Instant::now()));
+    (
+        StatusCode::OK,
+        Json(json!({"sid": call, "status": "in-progress"})),
+    )
+}
+
+pub async fn fake_handoff(State(f): State<Fake>, Json(card): Json<Value>) -> StatusCode {
+    let hang = *f.hang_handoff.lock().unwrap();
+    if let Some(d) = hang {
+        tokio::time::sleep(d).await;
+    }
+    f.seen.lock().unwrap().cards.push(card);
+    StatusCode::OK
+}
+
+pub struct Harness {
+    pub base: String,
+    pub fake: Fake,
+    pub fake_addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: Arc<server::AppState>,
+    /// The drain and stop switches, for tests that shut the server down.
+    pub shutdown: Mutex<Option<server::Shutdown>>,
+}
+
+/// A fake Twilio REST API and handoff-webhook receiver on loopback.
+pub async fn start_fake() -> (Fake, SocketAddr) {
+    let fake = Fake {
+        seen: Arc::default(),
+        fail_first: Arc::default(),
+        hang: Arc::default(),
+        hang_handoff: Arc::default(),
+    };
+    let fake_app = Router::new()
+        .route(
+            "/2010-04-01/Accounts/{acct}/Calls/{call}",
+            post(fake_update),
+        )
+        .route("/handoff", post(fake_handoff))
+        .with_state(fake.clone());
+    let fake_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_addr = fake_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(fake_listener, fake_app).await.unwrap() });
+    (fake, fake_addr)
+}
+
+/// Settings for a server on `addr` that talks to the fake at `fake_addr`.
+pub fn settings_for(addr: SocketAddr, fake_addr: SocketAddr) -> warmline::config::Settings {
+    let mut s = super::settings();
+    s.listen = addr;
+    s.public_url = format!("http://{addr}");
+    s.data_dir = tempfile::tempdir().unwrap().keep();
+    s.twilio_account_sid = Some(ACCOUNT.into());
+    s.twilio_auth_token = Some(TOKEN.into());
+    s.twilio_api_base = format!("http://{fake_addr}");
+    s.handoff_webhook = Some(format!("http://{fake_addr}/handoff"));
+    s.validate_signatures = true;
+    s.api_tokens = vec![API_TOKEN.into()];
+    s
+}
+
+pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// The real server in this process, through the same bounded listener `serve` uses.
+pub async fn start_with(configure: impl FnOnce(&mut warmline::config::Settings)) -> Harness {
+    let (fake, fake_addr) = start_fake().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let mut s = settings_for(addr, fake_addr);
+    configure(&mut s);
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = server::build_state(s, super::playbook(), drain_rx).unwrap();
+    let _ = state.stt.set(super::stt());
+    tokio::spawn(server::serve_listener(listener, state.clone(), stop_rx));
+    Harness {
+        base: format!("http://{addr}"),
+        fake,
+        fake_addr,
+        http: reqwest::Client::new(),
+        state,
+        shutdown: Mutex::new(Some(server::Shutdown {
+            drain: drain_tx,
+            stop: stop_tx,
+        })),
+    }
+}
+
+pub fn sign(url: &str, params: &[(&str, &str)]) -> String {
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    signature::compute(TOKEN, url, &owned)
+}
+
+impl Harness {
+    pub async fn post_signed(&self, path: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .http
+            .post(&url)
+            .header("X-Twilio-Signature", sign(&url, params))
+            .form(params)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// The voice webhook, then a connected media stream that has sent `start`.
+    pub async fn open_call(&self, call_sid: &str) -> Call {
+        let (status, twiml) = self
+            .post_signed(
+                "/twilio/voice",
+                &[
+                    ("CallSid", call_sid),
+                    ("AccountSid", ACCOUNT),
+                    ("From", "+15551230000"),
+                    ("To", "+15550009000"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{twiml}");
+        assert!(
+            twiml.contains(&format!(
+                "<Connect action=\"{}/twilio/stream-ended\"",
+                self.base
+            )),
+            "{twiml}"
+        );
+        let url = attr(&twiml, "Stream", "url");
+        assert_eq!(
+            url,
+            format!("{}/twilio/media", self.base.replace("http://", "ws://"))
+        );
+        let params = parameters(&twiml);
+        assert_eq!(params.get("From").map(String::as_str), Some("+15551230000"));
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let mut call = Call {
+            ws,
+            stream_sid: format!("MZ{call_sid}"),
+            seq: 0,
+            chunk: 0,
+            received: Vec::new(),
+        };
+        call.send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            .await;
+        let start = json!({
+            "event": "start", "sequenceNumber": "1", "streamSid": call.stream_sid,
+            "start": {"streamSid": call.stream_sid, "accountSid": ACCOUNT, "callSid": call_sid,
+                      "tracks": ["inbound"], "customParameters": params,
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
+        });
+        call.send(start).await;
+        call
+    }
+
+    pub fn updates_for(&self, call_sid: &str) -> Vec<(String, Instant)> {
+        let seen = self.fake.seen.lock().unwrap();
+        seen.updates
+            .iter()
+            .filter(|u| u.0 == call_sid)
+            .map(|u| (u.1.clone(), u.2))
+            .collect()
+    }
+
+    pub async fn wait_update(
+        &self,
+        call: &mut Call,
+        call_sid: &str,
+        limit: Duration,
+    ) -> Option<(String, Instant)> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(u) = self.updates_for(call_sid).into_iter().next() {
+                return Some(u);
+            }
+            call.silence(5).await;
+        }
+        None
+    }
+}
+
+pub fn attr(xml: &str, tag: &str, name: &str) -> String {
+    let at = xml
+        .find(&format!("<{tag} "))
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"));
+    let rest = &xml[at..];
+    let key = format!("{name}=\"");
+    let s = rest
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} on <{tag}> in {xml}"))
+        + key.len();
+    let e = rest[s..].find('"').unwrap() + s;
+    rest[s..e].replace("&amp;", "&")
+}
+
+pub fn parameters(xml: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<Parameter ") {
+        rest = &rest[i..];
+        out.insert(
+            attr(rest, "Parameter", "name"),
+            attr(rest, "Parameter", "value"),
+        );
+        rest = &rest[1..];
+    }
+    out
+}
+
+pub fn text_of(xml: &str, tag: &str) -> String {
+    let open = xml
+        .find(&format!("<{tag}"))
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"));
+    let s = xml[open..].find('>').unwrap() + open + 1;
+    let e = xml[s..].find(&format!("</{tag}>")).unwrap() + s;
+    xml[s..e].to_string()
+}
+
+/// A media WebSocket as Twilio's side holds it.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Call {
+    pub ws: Ws,
+    pub stream_sid: String,
+    pub seq: u64,
+    pub chunk: u64,
+    /// Outbound events seen so far ("media", "mark", "clear").
+    pub received: Vec<String>,
+}
+
+impl Call {
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        let _ = self.ws.send(Message::Text(text.to_string().into())).await;
+    }
+
+    /// Reads whatever warmline sent, echoing marks as Twilio does once their audio played.
+    pub async fn drain(&mut self) {
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await
+        {
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            let ev = v["event"].as_str().unwrap_or("").to_string();
+            assert_eq!(
+                v["streamSid"].as_str(),
+                Some(self.stream_sid.as_str()),
+                "{t}"
+            );
+            if ev == "media" {
+                let payload = v["media"]["payload"].as_str().unwrap();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .unwrap();
+                assert!(
+                    !bytes.is_empty() && bytes.len() <= 160 * 10,
+                    "media frame of {} bytes",
+                    bytes.len()
+                );
+            }
+            if ev == "mark" {
+                let name = v["mark"]["name"].as_str().unwrap().to_string();
+                self.seq += 1;
+                let echo = json!({"event": "mark", "sequenceNumber": self.seq.to_string(),
+                                  "streamSid": self.stream_sid, "mark": {"name": name}});
+                self.send(echo).await;
+            }
+            self.received.push(ev);
+        }
+    }
+
+    /// Sends one frame and reads replies; false once warmline has closed the stream.
+    pub async fn try_frame(&mut self, payload: &[u8]) -> bool {
+        self.seq += 1;
+        self.chunk += 1;
+        let msg = json!({"event": "media", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
+                         "media": {"track": "inbound", "chunk": self.chunk.to_string(),
+                                   "timestamp": (self.chunk * 20).to_string(),
+                                   "payload": base64::engine::general_purpose::STANDARD.encode(payload)}});
+        if self
+            .ws
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["event"] == "mark" {
+                        let echo = json!({"event": "mark", "streamSid": self.stream_sid, "mark": v["mark"]});
+                        if self
+                            .ws
+                            .send(Message::Text(echo.to_string().into()))
+                            .await
+                            .is_err()
+                        {
+                            return false;
+                        }
+                    }
+                    self.received
+                        .push(v["event"].as_str().unwrap_or("").to_string());
+                }
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return false,
+                Ok(Some(Ok(_))) => {}
+                Err(_) => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        true
+    }
+
+    pub async fn frame(&mut self, payload: &[u8]) {
+        self.seq += 1;
+        self.chunk += 1;
+        let msg = json!({"event": "media", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
+                         "media": {"track": "inbound", "chunk": self.chunk.to_string(),
+                                   "timestamp": (self.chunk * 20).to_string(),
+                                   "payload": base64::engine::general_purpose::STANDARD.encode(payload)}});
+        self.send(msg).await;
+        self.drain().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    pub async fn silence(&mut self, frames: usize) {
+        for _ in 0..frames {
+            self.frame(&[0xFF; 160]).await;
+        }
+    }
+
+    /// Speaks a fixture turn at real-time pace; returns when its last frame was sent.
+    pub async fn speak(&mut self, fixture_audio: &str) -> Instant {
+        let audio = read_ulaw(&super::root().join("fixtures/audio").join(fixture_audio)).unwrap();
+        for f in audio.chunks(160) {
+            self.frame(f).await;
+        }
+        Instant::now()
+    }
+
+    /// Waits (streaming silence) until a prompt has played and its mark came back.
+    pub async fn until_prompt_done(&mut self, limit: Duration) {
+        let until = Instant::now() + limit;
+        let marks = self.received.iter().filter(|e| *e == "mark").count();
+        while Instant::now() < until
+            && self.received.iter().filter(|e| *e == "mark").count() == marks
+        {
+            self.silence(5).await;
+        }
+        assert!(
+            Instant::now() < until,
+            "no prompt finished within {limit:?}"
+        );
+    }
+
+    pub async fn stop(&mut self, call_sid: &str) {
+        self.seq += 1;
+        let stop = json!({"event": "stop", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
+                          "stop": {"accountSid": ACCOUNT, "callSid": call_sid}});
+        self.send(stop).await;
+        let _ = self.ws.close(None).await;
+    }
+}
+
+pub async fn get_json(h: &Harness, path: &str) -> (u16, Value) {
+    let r = h
+        .http
+        .get(format!("{}{path}", h.base))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The Prometheus text of `/metrics`.
+pub async fn metrics(h: &Harness) -> String {
+    let r = h.http.get(format!("{}/metrics", h.base)).send().await;
+    r.unwrap().text().await.unwrap()
+}
