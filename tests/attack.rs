@@ -297,9 +297,11 @@ async fn bad_frames_before_start_are_bounded_per_socket() {
 /// A frame with raw bytes, as a misbehaving peer would send: tungstenite's own `Text`
 /// message cannot hold invalid UTF-8.
 fn raw_text_frame(payload: Vec<u8>) -> Message {
-    let mut header = FrameHeader::default();
-    header.opcode = OpCode::Data(Data::Text);
-    header.is_final = true;
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        is_final: true,
+        ..FrameHeader::default()
+    };
     Message::Frame(Frame::from_payload(header, payload.into()))
 }
 
@@ -401,7 +403,7 @@ async fn a_media_flood_does_not_starve_another_callers_request() {
                 {
                     return chunk;
                 }
-                if chunk % 50 == 0 {
+                if chunk.is_multiple_of(50) {
                     // 50 frames (1 s of audio) every 20 ms: 50× real time.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
