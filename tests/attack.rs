@@ -290,7 +290,7 @@ async fn bad_frames_before_start_are_bounded_per_socket() {
     // Each socket was cut off after the allowance, not after all it sent.
     let counted = metric(&m, "warmline_wire_errors_total{kind=\"json\"}")
         + metric(&m, "warmline_wire_errors_total{kind=\"before_start\"}");
-    let allowed = u64::from(h.state.settings.limits.bad_frames_before_start) + 1;
+    let allowed = u64::from(h.state().settings.limits.bad_frames_before_start) + 1;
     assert!(counted <= 10 * allowed, "{counted} counted of {sent} sent");
 }
 
@@ -504,10 +504,10 @@ async fn a_peer_that_stops_reading_is_handed_to_a_person() {
     );
     // The call ended and released its slot.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while h.state.admission.live() > 0 && Instant::now() < deadline {
+    while h.state().admission.live() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(h.state.admission.live(), 0);
+    assert_eq!(h.state().admission.live(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -584,7 +584,7 @@ async fn shutdown_stops_admitting_and_finishes_transfers_in_flight() {
     let shutdown = h.shutdown.lock().unwrap().take().unwrap();
     let started = Instant::now();
     let drain = {
-        let state = h.state.clone();
+        let state = h.state().clone();
         tokio::spawn(async move { warmline::server::drain(&state, shutdown).await })
     };
     // A webhook during the drain is sent to a person, not given a stream.
@@ -611,8 +611,8 @@ async fn shutdown_stops_admitting_and_finishes_transfers_in_flight() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "drain took {took:?}");
     // The listener is closed now; read what was stored.
-    h.state.records.flush();
-    let rec = h.state.store.get_call(sid).unwrap().expect("record");
+    h.state().records.flush();
+    let rec = h.state().store.get_call(sid).unwrap().expect("record");
     assert_eq!(rec["handoff"]["reason"], "system_fault", "{rec}");
     assert_eq!(rec["transfer"]["status"], "failed", "{rec}");
     assert_eq!(rec["outcome"], "transfer_failed", "{rec}");

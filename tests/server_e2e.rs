@@ -293,5 +293,5 @@ async fn dropped_stream_fails_open_to_a_person() {
         twiml.contains("<Dial>") && twiml.contains("+15550100000"),
         "{twiml}"
     );
-    assert!(h.state.store.get_call(sid).unwrap().is_some());
+    assert!(h.state().store.get_call(sid).unwrap().is_some());
 }

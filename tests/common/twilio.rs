@@ -111,7 +111,8 @@ pub struct Harness {
     pub fake: Fake,
     pub fake_addr: SocketAddr,
     pub http: reqwest::Client,
-    pub state: Arc<server::AppState>,
+    /// The in-process server's state; `None` when the server is another process.
+    pub server: Option<Arc<server::AppState>>,
     /// The drain and stop switches, for tests that shut the server down.
     pub shutdown: Mutex<Option<server::Shutdown>>,
 }
@@ -173,11 +174,35 @@ pub async fn start_with(configure: impl FnOnce(&mut warmline::config::Settings))
         fake,
         fake_addr,
         http: reqwest::Client::new(),
-        state,
+        server: Some(state),
         shutdown: Mutex::new(Some(server::Shutdown {
             drain: drain_tx,
             stop: stop_tx,
         })),
+    }
+}
+
+impl Harness {
+    /// The in-process server's state.
+    pub fn state(&self) -> &Arc<server::AppState> {
+        self.server.as_ref().expect("an in-process server")
+    }
+
+    /// A harness for a server running as another process at `base`.
+    pub fn remote(base: String, fake: Fake, fake_addr: SocketAddr) -> Harness {
+        Harness {
+            base,
+            fake,
+            fake_addr,
+            // A provider opens a fresh connection per callback; a pooled one could be
+            // closed under it by the server's connection limits mid-test.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            server: None,
+            shutdown: Mutex::new(None),
+        }
     }
 }
 
