@@ -48,6 +48,11 @@ pub struct Settings {
     /// Lets the server listen on a non-loopback address with provider signature validation
     /// off. Without it that combination is refused at startup: anyone could inject calls.
     pub allow_insecure: bool,
+    /// Where Asterisk's AudioSocket connects (e.g. `127.0.0.1:9092`); off when unset.
+    pub audiosocket_listen: Option<SocketAddr>,
+    /// Shared secret the Asterisk dialplan sends when it asks warmline for a call's route;
+    /// AudioSocket stays off without it.
+    pub asterisk_token: Option<String>,
     /// Calls served at once; beyond this, new calls go straight to a human.
     pub max_calls: usize,
     pub limits: Limits,
@@ -123,6 +128,8 @@ impl Default for Settings {
             handoff_webhook: None,
             api_tokens: Vec::new(),
             allow_insecure: false,
+            audiosocket_listen: None,
+            asterisk_token: None,
             max_calls: 64,
             limits: Limits::default(),
             stt: SttConfig::default(),
@@ -201,6 +208,20 @@ impl Settings {
         }
         if let Some(v) = nonempty("WARMLINE_ALLOW_INSECURE") {
             self.allow_insecure = flag("WARMLINE_ALLOW_INSECURE", v)?;
+        }
+        if let Some(v) = nonempty("WARMLINE_AUDIOSOCKET_LISTEN") {
+            self.audiosocket_listen =
+                Some(
+                    v.parse()
+                        .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                            var: "WARMLINE_AUDIOSOCKET_LISTEN",
+                            value: v.clone(),
+                            message: e.to_string(),
+                        })?,
+                );
+        }
+        if let Some(v) = nonempty("WARMLINE_ASTERISK_TOKEN") {
+            self.asterisk_token = Some(v);
         }
         if let Some(v) = nonempty("WARMLINE_API_TOKENS") {
             self.api_tokens = v

@@ -43,7 +43,11 @@ fn mutated(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
         .prop_map(move |(i, edits)| {
             let mut b = seeds[i].clone();
             for (byte, at, op) in edits {
-                let at = if b.is_empty() { 0 } else { at as usize % b.len() };
+                let at = if b.is_empty() {
+                    0
+                } else {
+                    at as usize % b.len()
+                };
                 match op {
                     0 if !b.is_empty() => b[at] = byte,
                     1 => b.insert(at, byte),

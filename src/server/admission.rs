@@ -37,6 +37,19 @@ pub enum ClaimError {
     NoReservation,
     #[error("stream token does not match")]
     BadToken,
+    #[error("a direct connection was refused: {0}")]
+    Refused(Refused),
+}
+
+impl ClaimError {
+    /// Label for `wire_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClaimError::NoReservation | ClaimError::BadToken => "bad_stream_token",
+            ClaimError::Refused(Refused::AtCapacity) => "at_capacity",
+            ClaimError::Refused(Refused::Draining) => "draining",
+        }
+    }
 }
 
 struct Reservation {
@@ -115,6 +128,31 @@ impl Admission {
         }
         g.live += 1;
         Ok((Slot(self.clone()), r.promised))
+    }
+
+    /// A call that arrives on a connection with no webhook before it (a PBX's AudioSocket):
+    /// a slot now, or a refusal the PBX's dialplan turns into a direct dial.
+    pub fn admit_direct(
+        self: &Arc<Self>,
+        call_sid: &str,
+        now: Instant,
+    ) -> Result<(Slot, Promised), ClaimError> {
+        let mut g = self.lock();
+        if g.draining {
+            return Err(ClaimError::Refused(Refused::Draining));
+        }
+        g.reserved.retain(|_, r| r.expires > now);
+        if g.live + g.reserved.len() >= self.max_calls {
+            return Err(ClaimError::Refused(Refused::AtCapacity));
+        }
+        g.live += 1;
+        let promised = Promised {
+            call_sid: call_sid.to_string(),
+            account_sid: String::new(),
+            from: String::new(),
+            to: String::new(),
+        };
+        Ok((Slot(self.clone()), promised))
     }
 
     /// Stops admitting: webhooks get a person directly from now on.

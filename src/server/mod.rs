@@ -7,12 +7,14 @@
 
 mod admission;
 mod api;
+mod asterisk;
 mod auth;
+mod driver;
 mod listener;
 mod log_limit;
-mod media;
 mod records;
 mod stt_load;
+mod transport;
 mod twilio;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use crate::config::{self, Settings};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stt::engine::SttEngine;
+use crate::telephony::control::Control;
 use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
 
 pub use records::RecordWriter;
@@ -42,7 +45,8 @@ pub struct AppState {
     pub store: Store,
     pub records: RecordWriter,
     pub metrics: Arc<Metrics>,
-    pub rest: Option<TwilioRest>,
+    /// How Twilio calls are transferred (REST with TwiML, whisper under `/twilio`).
+    pub twilio: Control,
     pub http: reqwest::Client,
     /// Call slots and the single-use stream tokens that claim them.
     pub admission: Arc<admission::Admission>,
@@ -87,7 +91,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/twilio/agent-whisper/{id}",
             post(twilio::agent_whisper).get(twilio::agent_whisper),
         )
-        .route("/twilio/media", get(media::upgrade))
+        .route("/twilio/media", get(twilio::media))
+        .route("/asterisk/route/{uuid}", get(asterisk::route))
+        .route("/asterisk/whisper/{uuid}", get(asterisk::whisper))
         .with_state(state)
 }
 
@@ -127,7 +133,11 @@ pub fn build_state(
         store,
         records,
         metrics,
-        rest,
+        twilio: Control::TwilioTwiml {
+            rest,
+            public_url: settings.public_url.clone(),
+            prefix: "twilio",
+        },
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -161,6 +171,17 @@ pub async fn serve_listener(
     state: Arc<AppState>,
     stop: watch::Receiver<bool>,
 ) {
+    match asterisk::bind(&state).await {
+        Ok(Some(audiosocket)) => {
+            tokio::spawn(asterisk::serve_audiosocket(
+                audiosocket,
+                state.clone(),
+                stop.clone(),
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "Asterisk AudioSocket not started"),
+    }
     let limits = &state.settings.limits;
     let conn = listener::ConnLimits {
         max_connections: limits.max_connections,

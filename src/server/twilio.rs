@@ -8,8 +8,9 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::admission::Promised;
+use super::{AppState, driver, transport};
+use crate::telephony::WireCodec;
 use crate::telephony::twilio::{signature, twiml};
 
 /// Form fields of a Twilio callback, in the order they came.
@@ -150,6 +151,32 @@ pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedF
     ))
 }
 
+/// Largest WebSocket message accepted at all (a Twilio `media` message is ~300 bytes).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// `GET /twilio/media`: the Media Streams WebSocket, driven by the generic call driver.
+pub async fn media(
+    State(state): State<Arc<AppState>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let limits = &state.settings.limits;
+            let link = transport::websocket(
+                socket,
+                crate::config::Limits::ms(limits.send_ms),
+                state.metrics.clone(),
+            );
+            let session = driver::Session {
+                codec: WireCodec::Twilio(Default::default()),
+                control: state.twilio.clone(),
+                admit: driver::AdmitBy::Reservation,
+            };
+            driver::run(state, link, session).await
+        })
+}
+
 /// Phone numbers are short; anything longer is cut rather than stored whole.
 fn bounded(s: &str) -> String {
     s.chars().take(64).collect()
@@ -165,7 +192,7 @@ fn fallback_queue(state: &AppState) -> Option<(String, String)> {
 
 /// Builds and stores a context card from a call's stored record when the call never got
 /// one, so the agent still hears and reads what the caller already said.
-fn recover_card(
+pub(super) fn recover_card(
     store: &crate::store::Store,
     call_sid: &str,
     queue: &str,

@@ -1,4 +1,56 @@
-//! Telephony providers. Each provider keeps its wire format, TwiML-like markup, request
-//! signing and REST calls behind its own module so the call engine never sees them.
+//! Telephony providers behind one seam.
+//!
+//! Each provider is a folder: a sans-IO wire codec (its frames ⇄ [`media::MediaEvent`]),
+//! its call control (transfer, hang up) and its request authentication. The server's call
+//! driver sees only [`WireCodec`], a closed enum over the codecs (the shape of str0m's
+//! pacer: no trait objects, every variant IO-free), so adding a provider means one folder,
+//! one variant here, and its routes.
 
+pub mod asterisk;
+pub mod control;
+pub mod media;
+pub mod signalwire;
 pub mod twilio;
+
+use media::{Frame, MediaEvent, Outgoing, WireError};
+
+/// The media protocols warmline speaks.
+#[derive(Debug)]
+pub enum WireCodec {
+    /// Twilio Media Streams, and SignalWire's Twilio-compatible `<Stream>`.
+    Twilio(twilio::codec::Codec),
+    /// Asterisk AudioSocket over TCP.
+    AudioSocket(asterisk::audiosocket::Codec),
+}
+
+impl WireCodec {
+    pub fn decode(&mut self, frame: Frame) -> Result<MediaEvent, WireError> {
+        match self {
+            WireCodec::Twilio(c) => c.decode(frame),
+            WireCodec::AudioSocket(c) => c.decode(frame),
+        }
+    }
+
+    /// The frame to send, if the protocol has one for this (a Twilio hang-up is a close).
+    pub fn encode(&mut self, out: Outgoing<'_>) -> Option<Frame> {
+        match self {
+            WireCodec::Twilio(c) => c.encode(out),
+            WireCodec::AudioSocket(c) => c.encode(out),
+        }
+    }
+
+    /// Whether the provider echoes marks itself. Where it does not, the driver emulates
+    /// them from its own playout clock (the audio is paced in real time anyway).
+    pub fn native_marks(&self) -> bool {
+        match self {
+            WireCodec::Twilio(_) => true,
+            WireCodec::AudioSocket(_) => false,
+        }
+    }
+
+    /// Whether the peer expects audio without gaps (Asterisk treats two seconds without a
+    /// frame as an error), so silence is sent between prompts.
+    pub fn wants_continuous_audio(&self) -> bool {
+        matches!(self, WireCodec::AudioSocket(_))
+    }
+}

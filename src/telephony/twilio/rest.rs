@@ -164,12 +164,30 @@ impl TwilioRest {
         call_sid: &str,
         twiml: &str,
     ) -> Result<UpdateOk, RestError> {
+        self.update_call(call_sid, &[("Twiml", twiml)]).await
+    }
+
+    /// Points the live call at a document URL instead (the form SignalWire documents).
+    pub async fn update_call_url(
+        &self,
+        call_sid: &str,
+        document_url: &str,
+    ) -> Result<UpdateOk, RestError> {
+        self.update_call(call_sid, &[("Url", document_url), ("Method", "POST")])
+            .await
+    }
+
+    async fn update_call(
+        &self,
+        call_sid: &str,
+        form: &[(&str, &str)],
+    ) -> Result<UpdateOk, RestError> {
         let url = self.call_url(call_sid);
         let attempts = self.policy.attempts.max(1);
         let deadline = tokio::time::Instant::now() + self.policy.budget;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let tried = tokio::time::timeout_at(deadline, self.try_update(&url, twiml)).await;
+            let tried = tokio::time::timeout_at(deadline, self.try_update(&url, form)).await;
             let Ok(tried) = tried else {
                 last = format!("REST budget of {:?} spent", self.policy.budget);
                 return Err(RestError::Exhausted {
@@ -201,12 +219,12 @@ impl TwilioRest {
         Err(RestError::Exhausted { attempts, last })
     }
 
-    async fn try_update(&self, url: &str, twiml: &str) -> Try {
+    async fn try_update(&self, url: &str, form: &[(&str, &str)]) -> Try {
         let sent = self
             .client
             .post(url)
             .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(&[("Twiml", twiml)])
+            .form(form)
             .send()
             .await;
         let response = match sent {

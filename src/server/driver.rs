@@ -1,19 +1,15 @@
-//! The media WebSocket: one task per call drives one engine.
+//! The call driver: one task per call, the same for every provider.
 //!
-//! Inbound Twilio messages become engine events; engine actions become outbound `media` /
-//! `mark` / `clear` messages, transcription jobs, REST transfers and call records. Prompts are
-//! streamed at the caller's pace (a little ahead of real time, never the whole prompt at once)
-//! so a `clear` really stops what is left.
+//! It reads [`Frame`]s from the connection's [`Link`], turns them into media events with the
+//! provider's [`WireCodec`], feeds the sans-IO engine, and carries out its actions: paced
+//! outbound audio, marks (the provider's own, or emulated from the playout clock), clears,
+//! transcription jobs, transfers through the provider's [`Control`], and call records.
+//! Nothing here names a provider.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -21,58 +17,62 @@ use super::AppState;
 use super::admission;
 use super::log_limit::LogLimit;
 use super::records::Op;
+use super::transport::{Incoming, Link, Outgoing as Out2};
 use crate::audio::FRAME_SAMPLES_8K;
 use crate::call::{Action, CallInfo, Engine, Event, Millis, SttFailure, Transcript};
 use crate::config::Limits;
 use crate::handoff::Handoff;
-use crate::telephony::twilio::messages::{self, Inbound, Start};
-use crate::telephony::twilio::twiml;
+use crate::telephony::WireCodec;
+use crate::telephony::control::{Control, Started};
+use crate::telephony::media::{Frame, MediaEvent, Outgoing, StreamStart};
 
-/// Largest media payload accepted in one message (Twilio sends 160 bytes per 20 ms).
-const MAX_PAYLOAD: usize = 8_000;
-/// Largest WebSocket message accepted at all.
-const MAX_MESSAGE: usize = 64 * 1024;
-/// How long a stream may take to say `start`.
+/// How long a stream may take to say which call it carries.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outbound audio is kept this far ahead of real time: enough to ride out scheduling jitter,
 /// little enough that `clear` leaves almost nothing playing.
 const LEAD_MS: u64 = 80;
 /// A transcription waits this long for a free model state before the caller is handed over.
 const STT_WAIT: Duration = Duration::from_millis(5_000);
-/// After a transfer is accepted Twilio stops the stream; do not wait longer than this.
+/// After a transfer is accepted the provider ends the stream; do not wait longer than this.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// Outbound messages queued for the socket writer. Prompts are paced ~80 ms ahead, so a full
-/// queue (over a second of audio) means the peer has stopped reading.
-const OUTBOX: usize = 64;
-/// The close frame at the end of a call gets this long; the peer may be gone.
-const SEND_CLOSE_WAIT: Duration = Duration::from_millis(500);
 /// A `chunk` this far past the last one is not a gap in the audio but a bogus number; the
 /// frame is used and the number ignored, so one bad field cannot make the call deaf.
 const MAX_CHUNK_JUMP: u64 = 50 * 60 * 60;
+/// 20 ms of μ-law silence, for protocols that want audio all the time.
+const SILENCE: [u8; FRAME_SAMPLES_8K] = [0xFF; FRAME_SAMPLES_8K];
 
-pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(state, socket))
+/// What the driver needs to know about the provider of one call.
+pub struct Session {
+    pub codec: WireCodec,
+    pub control: Control,
+    pub admit: AdmitBy,
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+/// How a stream proves it belongs to a call warmline agreed to take.
+pub enum AdmitBy {
+    /// With the single-use token the signed webhook answer carried (see [`admission`]).
+    Reservation,
+    /// The connection itself is the proof (a PBX on a private network); a slot is taken
+    /// on arrival, or refused at capacity.
+    Direct,
+}
 
-async fn run(state: Arc<AppState>, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let Some(start) = await_start(&state, &mut stream).await else {
-        let _ = tokio::time::timeout(SEND_CLOSE_WAIT, sink.send(Message::Close(None))).await;
+pub async fn run(state: Arc<AppState>, mut link: Link, mut session: Session) {
+    let Some(start) = await_start(&state, &mut link, &mut session.codec).await else {
+        let _ = link.tx.try_send(Out2::Close);
         return;
     };
-    let span = tracing::info_span!("call", call_sid = %start.call_sid);
+    let span = tracing::info_span!("call", call_sid = %start.call_id);
     async move {
-        let Some((slot, promised)) = admit(&state, &start) else {
-            let _ = tokio::time::timeout(SEND_CLOSE_WAIT, sink.send(Message::Close(None))).await;
+        let Some((slot, promised)) = admit(&state, &start, &session.admit) else {
+            if let Some(f) = session.codec.encode(Outgoing::Hangup) {
+                let _ = link.tx.try_send(Out2::Frame(f));
+            }
+            let _ = link.tx.try_send(Out2::Close);
             return;
         };
         let _active = state.metrics.track_active_call();
-        let outcome = drive(&state, start, promised, sink, stream).await;
+        let outcome = drive(&state, start, promised, link, session).await;
         state.metrics.inc_calls(outcome);
         drop(slot);
     }
@@ -80,16 +80,21 @@ async fn run(state: Arc<AppState>, socket: WebSocket) {
     .await
 }
 
-/// Claims the call slot its voice webhook reserved, with the single-use token it was given.
-fn admit(state: &AppState, start: &Start) -> Option<(admission::Slot, admission::Promised)> {
-    let given = start
-        .custom_parameters
-        .get("token")
-        .map(String::as_str)
-        .unwrap_or("");
-    let claimed = state
-        .admission
-        .claim(&start.call_sid, given, std::time::Instant::now());
+/// Takes the call's slot: the reservation its webhook made, claimed with the single-use
+/// token, or a direct one.
+fn admit(
+    state: &AppState,
+    start: &StreamStart,
+    how: &AdmitBy,
+) -> Option<(admission::Slot, admission::Promised)> {
+    let now = std::time::Instant::now();
+    let claimed = match how {
+        AdmitBy::Reservation => {
+            let given = start.token.as_deref().unwrap_or("");
+            state.admission.claim(&start.call_id, given, now)
+        }
+        AdmitBy::Direct => state.admission.admit_direct(&start.call_id, now),
+    };
     let (slot, promised) = match claimed {
         Ok(c) => c,
         Err(e) => {
@@ -98,15 +103,15 @@ fn admit(state: &AppState, start: &Start) -> Option<(admission::Slot, admission:
                 "stream refused before any audio",
                 &e.to_string(),
             );
-            state.metrics.inc_wire_errors("bad_stream_token");
+            state.metrics.inc_wire_errors(e.kind());
             return None;
         }
     };
-    if start.account_sid != promised.account_sid {
+    if matches!(how, AdmitBy::Reservation) && start.account != promised.account_sid {
         warn_limited(
             &STREAM_LOG,
             "stream refused before any audio",
-            "start.accountSid differs from the voice webhook's",
+            "the stream's account differs from the webhook's",
         );
         state.metrics.inc_wire_errors("wrong_account");
         return None;
@@ -124,24 +129,14 @@ fn warn_limited(limit: &LogLimit, what: &str, detail: &str) {
     }
 }
 
-/// Names a socket error for the wire-error metric.
-fn socket_error_kind(e: &axum::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Capacity")
-    {
-        "oversized_frame"
-    } else if text.to_ascii_lowercase().contains("utf-8") || text.contains("UTF") {
-        "non_utf8_text"
-    } else {
-        "socket_error"
-    }
-}
-
-/// Reads until `start`, counting anything malformed on the way; a peer that sends more than
-/// `limits.bad_frames_before_start` of those is cut off (it has not proven it is a call).
-async fn await_start(state: &AppState, stream: &mut Stream) -> Option<Start> {
+/// Reads until the stream says which call it is, counting anything malformed on the way; a
+/// peer that sends more than `limits.bad_frames_before_start` of those is cut off (it has not
+/// proven it is a call).
+async fn await_start(
+    state: &AppState,
+    link: &mut Link,
+    codec: &mut WireCodec,
+) -> Option<StreamStart> {
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let allowed = state.settings.limits.bad_frames_before_start;
     let mut bad = 0u32;
@@ -149,58 +144,47 @@ async fn await_start(state: &AppState, stream: &mut Stream) -> Option<Start> {
         if bad > allowed {
             warn_limited(
                 &STREAM_LOG,
-                "too many bad frames before `start`: closing",
+                "too many bad frames before the stream started: closing",
                 "",
             );
             state.metrics.inc_wire_errors("too_many_bad_frames");
             return None;
         }
-        let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => {
-                state.metrics.inc_wire_errors(socket_error_kind(&e));
+        let frame = match tokio::time::timeout_at(deadline, link.rx.recv()).await {
+            Ok(Some(Incoming::Frame(f))) => f,
+            Ok(Some(Incoming::Failed { kind, .. })) => {
+                state.metrics.inc_wire_errors(kind);
                 return None;
             }
-            Ok(None) => return None,
+            Ok(Some(Incoming::Closed) | None) => return None,
             Err(_) => {
-                warn_limited(&STREAM_LOG, "no `start` in time: closing", "");
+                warn_limited(&STREAM_LOG, "no stream start in time: closing", "");
                 state.metrics.inc_wire_errors("no_start");
                 return None;
             }
         };
-        match msg {
-            Message::Text(t) => match messages::parse_inbound(&t, MAX_PAYLOAD) {
-                Ok(Inbound::Start(s)) => return Some(s),
-                Ok(Inbound::Connected) => {}
-                Ok(other) => {
-                    bad += 1;
-                    warn_limited(&WIRE_LOG, "event before `start`: ignored", kind(&other));
-                    state.metrics.inc_wire_errors("before_start");
-                }
-                Err(e) => {
-                    bad += 1;
-                    warn_limited(&WIRE_LOG, "bad message before `start`", &e.to_string());
-                    state.metrics.inc_wire_errors(e.kind());
-                }
-            },
-            Message::Close(_) => return None,
-            Message::Binary(_) => {
+        match codec.decode(frame) {
+            Ok(MediaEvent::Start(s)) => return Some(s),
+            Ok(MediaEvent::Nothing) => {}
+            Ok(other) => {
                 bad += 1;
-                state.metrics.inc_wire_errors("binary");
+                warn_limited(
+                    &WIRE_LOG,
+                    "event before the stream started: ignored",
+                    &format!("{other:?}").chars().take(60).collect::<String>(),
+                );
+                state.metrics.inc_wire_errors("before_start");
             }
-            _ => {}
+            Err(e) => {
+                bad += 1;
+                warn_limited(
+                    &WIRE_LOG,
+                    "bad message before the stream started",
+                    &e.detail,
+                );
+                state.metrics.inc_wire_errors(e.kind);
+            }
         }
-    }
-}
-
-fn kind(i: &Inbound) -> &'static str {
-    match i {
-        Inbound::Connected => "connected",
-        Inbound::Start(_) => "start",
-        Inbound::Media(_) => "media",
-        Inbound::Dtmf { .. } => "dtmf",
-        Inbound::Mark { .. } => "mark",
-        Inbound::Stop => "stop",
     }
 }
 
@@ -248,12 +232,15 @@ struct Driver {
     state: Arc<AppState>,
     engine: Engine,
     call_sid: String,
-    stream_sid: String,
-    /// To the socket writer task; never awaited, so a peer that stops reading cannot stall
-    /// the call (see [`Driver::send`]).
-    outbox: mpsc::Sender<Message>,
+    codec: WireCodec,
+    control: Control,
+    /// To the connection's writer task; never awaited, so a peer that stops reading cannot
+    /// stall the call (see [`Driver::send`]).
+    outbox: mpsc::Sender<Out2>,
     started: Instant,
     out: Outbound,
+    /// Marks the provider cannot echo, due when the audio before them has played.
+    emulated_marks: VecDeque<(Millis, String)>,
     stt_tx: mpsc::UnboundedSender<(u64, Result<Transcript, SttFailure>)>,
     rest_tx: mpsc::UnboundedSender<Result<u32, String>>,
     phase: Phase,
@@ -262,10 +249,10 @@ struct Driver {
     last_chunk: Option<u64>,
     /// Caller audio received so far, in ms; kept within real time plus a burst.
     audio_ms: Millis,
-    /// Twilio said `stop` while the transfer request was in flight: end once it answers.
+    /// The provider said `stop` while the transfer request was in flight: end once it answers.
     stop_seen: bool,
     socket_open: bool,
-    /// The writer gave up (peer not reading, or the socket failed): nothing more goes out.
+    /// The writer gave up (peer not reading, or the connection failed): nothing more goes out.
     outbox_dead: bool,
     /// The server is draining: once a transfer is accepted the call ends without waiting
     /// for the provider's `stop`.
@@ -273,47 +260,19 @@ struct Driver {
     close: bool,
 }
 
-/// Owns the socket's sending half: every send has `limits.send_ms` to complete, so a peer
-/// that stops reading costs one task for seconds, not a wedged call forever.
-fn spawn_writer(
-    mut sink: Sink,
-    send_timeout: Duration,
-    metrics: Arc<crate::metrics::Metrics>,
-) -> mpsc::Sender<Message> {
-    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOX);
-    tokio::spawn(
-        async move {
-            while let Some(msg) = rx.recv().await {
-                let closing = matches!(msg, Message::Close(_));
-                match tokio::time::timeout(send_timeout, sink.send(msg)).await {
-                    Ok(Ok(())) if closing => break,
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "send failed (socket closing)");
-                        break;
-                    }
-                    Err(_) => {
-                        metrics.inc_wire_errors("send_timeout");
-                        warn_limited(&WIRE_LOG, "peer stopped reading: send timed out", "");
-                        break;
-                    }
-                }
-            }
-        }
-        .in_current_span(),
-    );
-    tx
-}
-
 async fn drive(
     state: &Arc<AppState>,
-    start: Start,
+    start: StreamStart,
     promised: admission::Promised,
-    sink: Sink,
-    mut stream: Stream,
+    link: Link,
+    session: Session,
 ) -> &'static str {
+    let Link {
+        tx: outbox,
+        rx: mut inbox,
+    } = link;
     let info = CallInfo {
-        call_sid: start.call_sid.clone(),
+        call_sid: start.call_id.clone(),
         from: promised.from,
         to: promised.to,
         started_at: chrono::Utc::now(),
@@ -326,13 +285,13 @@ async fn drive(
         started_at: info.started_at.to_rfc3339(),
     });
     let limits = &state.settings.limits;
-    let outbox = spawn_writer(sink, Limits::ms(limits.send_ms), state.metrics.clone());
     let engine = match Engine::new(info, state.book.clone()) {
         Ok(e) => e,
         Err(e) => {
-            // Closing the stream makes Twilio ask /twilio/stream-ended, which dials a person.
+            // Closing the stream makes the provider fall back (Twilio's <Connect action>, the
+            // PBX dialplan), which dials a person.
             tracing::error!(error = %e, "cannot start the call engine: failing open");
-            let _ = outbox.try_send(Message::Close(None));
+            let _ = outbox.try_send(Out2::Close);
             return "stream_dropped";
         }
     };
@@ -341,11 +300,13 @@ async fn drive(
     let mut d = Driver {
         state: state.clone(),
         engine,
-        call_sid: start.call_sid.clone(),
-        stream_sid: start.stream_sid.clone(),
+        call_sid: start.call_id.clone(),
+        codec: session.codec,
+        control: session.control,
         outbox,
         started: Instant::now(),
         out: Outbound::default(),
+        emulated_marks: VecDeque::new(),
         stt_tx,
         rest_tx,
         phase: Phase::Live,
@@ -358,7 +319,7 @@ async fn drive(
         draining: false,
         close: false,
     };
-    tracing::info!(stream_sid = %d.stream_sid, "stream started");
+    tracing::info!(stream = %start.stream_id, "stream started");
     let actions = d.engine.start(0);
     d.apply(actions);
     if d.state.stt.get().is_none() || d.overloaded() {
@@ -382,17 +343,14 @@ async fn drive(
             }
         };
         tokio::select! {
-            msg = stream.next(), if d.socket_open => {
+            incoming = inbox.recv(), if d.socket_open => {
                 heard = tokio::time::Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(t))) => d.on_text(&t),
-                    Some(Ok(Message::Binary(_))) => d.wire_error("binary", "binary frame ignored"),
-                    Some(Ok(Message::Close(_))) | None => d.on_socket_gone("socket closed"),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        let kind = socket_error_kind(&e);
+                match incoming {
+                    Some(Incoming::Frame(f)) => d.on_frame(f),
+                    Some(Incoming::Closed) | None => d.on_socket_gone("connection closed"),
+                    Some(Incoming::Failed { kind, detail }) => {
                         d.state.metrics.inc_wire_errors(kind);
-                        d.on_socket_gone(&format!("socket error ({kind}): {e}"));
+                        d.on_socket_gone(&format!("connection error ({kind}): {detail}"));
                     }
                 }
             },
@@ -404,6 +362,7 @@ async fn drive(
             Some(result) = rest_rx.recv() => d.on_rest_result(result),
             _ = tick.tick() => {
                 d.pump();
+                d.release_marks();
                 let now = d.now();
                 let actions = d.engine.feed(Event::Tick, now);
                 d.apply(actions);
@@ -437,7 +396,7 @@ async fn drive(
         outcome: outcome.to_string(),
         ended_at: chrono::Utc::now().to_rfc3339(),
     });
-    let _ = d.outbox.try_send(Message::Close(None));
+    let _ = d.outbox.try_send(Out2::Close);
     tracing::info!(outcome, "call ended");
     outcome
 }
@@ -484,15 +443,15 @@ impl Driver {
         self.apply(actions);
     }
 
-    fn on_text(&mut self, text: &str) {
-        let msg = match messages::parse_inbound(text, MAX_PAYLOAD) {
-            Ok(m) => m,
-            Err(e) => return self.wire_error(e.kind(), &e.to_string()),
+    fn on_frame(&mut self, frame: Frame) {
+        let event = match self.codec.decode(frame) {
+            Ok(e) => e,
+            Err(e) => return self.wire_error(e.kind, &e.detail),
         };
         let now = self.now();
-        let actions = match msg {
-            Inbound::Media(m) => {
-                match (m.chunk, self.last_chunk) {
+        let actions = match event {
+            MediaEvent::Audio { ulaw, chunk } => {
+                match (chunk, self.last_chunk) {
                     (Some(c), Some(last)) if c <= last => {
                         return self.wire_error("out_of_order", &format!("chunk {c} after {last}"));
                     }
@@ -505,17 +464,17 @@ impl Driver {
                     (Some(c), _) => self.last_chunk = Some(c),
                     (None, _) => {}
                 }
-                if !self.within_pace(m.payload.len()) {
+                if !self.within_pace(ulaw.len()) {
                     return self.wire_error("media_too_fast", "audio ahead of real time dropped");
                 }
-                self.engine.feed(Event::Audio(&m.payload), now)
+                self.engine.feed(Event::Audio(&ulaw), now)
             }
-            Inbound::Dtmf { digit } => {
+            MediaEvent::Dtmf(digit) => {
                 self.last_trigger = Some(now);
                 self.engine.feed(Event::Dtmf(digit), now)
             }
-            Inbound::Mark { name } => self.engine.feed(Event::Mark(name), now),
-            Inbound::Stop => {
+            MediaEvent::Mark(name) => self.engine.feed(Event::Mark(name), now),
+            MediaEvent::Stop => {
                 tracing::info!("provider sent stop");
                 match self.phase {
                     Phase::Live => {
@@ -531,10 +490,10 @@ impl Driver {
                 }
                 return;
             }
-            Inbound::Start(_) => {
-                return self.wire_error("duplicate_start", "second `start` ignored");
+            MediaEvent::DuplicateStart | MediaEvent::Start(_) => {
+                return self.wire_error("duplicate_start", "second stream start ignored");
             }
-            Inbound::Connected => return,
+            MediaEvent::Nothing => return,
         };
         self.apply(actions);
     }
@@ -585,8 +544,13 @@ impl Driver {
                 Action::Clear => {
                     self.out.queue.clear();
                     self.out.played_until = self.now();
-                    let msg = messages::clear_out(&self.stream_sid);
-                    self.send(msg);
+                    self.send(Outgoing::Clear);
+                    // As a provider's own clear does, it gives back the marks it dropped.
+                    for (_, name) in std::mem::take(&mut self.emulated_marks) {
+                        let now = self.now();
+                        let actions = self.engine.feed(Event::Mark(name), now);
+                        self.apply(actions);
+                    }
                 }
                 Action::Transcribe {
                     utterance,
@@ -608,23 +572,43 @@ impl Driver {
     }
 
     /// Sends queued audio up to `LEAD_MS` ahead of real time, and marks as their audio goes.
+    /// Protocols that want audio all the time get silence when nothing is queued.
     fn pump(&mut self) {
         let now = self.now();
         self.out.played_until = self.out.played_until.max(now);
-        while let Some(item) = self.out.queue.front() {
+        while let Some(item) = self.out.queue.pop_front() {
             match item {
-                Out::Frame(_) if self.out.played_until >= now + LEAD_MS => break,
+                Out::Frame(f) if self.out.played_until >= now + LEAD_MS => {
+                    self.out.queue.push_front(Out::Frame(f));
+                    break;
+                }
                 Out::Frame(f) => {
-                    let msg = messages::media_out(&self.stream_sid, f);
                     self.out.played_until += (f.len() / 8) as Millis;
-                    self.out.queue.pop_front();
-                    self.send(msg);
+                    self.send(Outgoing::Audio(&f));
                 }
-                Out::Mark(name) => {
-                    let msg = messages::mark_out(&self.stream_sid, name);
-                    self.out.queue.pop_front();
-                    self.send(msg);
-                }
+                Out::Mark(name) if self.codec.native_marks() => self.send(Outgoing::Mark(&name)),
+                Out::Mark(name) => self.emulated_marks.push_back((self.out.played_until, name)),
+            }
+        }
+        if self.codec.wants_continuous_audio() && self.socket_open {
+            while self.out.played_until < now + LEAD_MS {
+                self.out.played_until += crate::audio::FRAME_MS;
+                self.send(Outgoing::Audio(&SILENCE));
+            }
+        }
+    }
+
+    /// Emulated marks whose audio has played by now.
+    fn release_marks(&mut self) {
+        let now = self.now();
+        while self
+            .emulated_marks
+            .front()
+            .is_some_and(|(due, _)| *due <= now)
+        {
+            if let Some((_, name)) = self.emulated_marks.pop_front() {
+                let actions = self.engine.feed(Event::Mark(name), now);
+                self.apply(actions);
             }
         }
     }
@@ -632,11 +616,14 @@ impl Driver {
     /// Queues a message for the writer without waiting. A full queue or a writer that gave
     /// up means the peer is not taking audio: the caller cannot hear us, so they go to a
     /// person through the REST API (the socket itself may look healthy to the provider).
-    fn send(&mut self, text: String) {
+    fn send(&mut self, out: Outgoing<'_>) {
         if self.outbox_dead {
             return;
         }
-        if self.outbox.try_send(Message::Text(text.into())).is_ok() {
+        let Some(frame) = self.codec.encode(out) else {
+            return;
+        };
+        if self.outbox.try_send(Out2::Frame(frame)).is_ok() {
             return;
         }
         self.outbox_dead = true;
@@ -710,11 +697,6 @@ impl Driver {
                 .metrics
                 .observe_decision_latency(Duration::from_millis(ms));
         }
-        let whisper = format!(
-            "{}/twilio/agent-whisper/{}",
-            self.state.settings.public_url, h.id
-        );
-        let doc = twiml::transfer(&h.caller_say, &card.target, h.sip, &whisper);
         if let Some(url) = self.state.settings.handoff_webhook.clone() {
             let http = self.state.http.clone();
             let body = serde_json::to_value(card).unwrap_or_default();
@@ -729,37 +711,47 @@ impl Driver {
                 .in_current_span(),
             );
         }
-        let tx = self.rest_tx.clone();
-        let Some(rest) = self.state.rest.clone() else {
-            let _ = tx.send(Err("no Twilio credentials configured".into()));
-            return;
-        };
-        let call_sid = self.call_sid.clone();
         let records = self.state.records.clone();
         let handoff_id = h.id.clone();
-        let metrics = self.state.metrics.clone();
-        tokio::spawn(
-            async move {
-                let result = rest.update_call_twiml(&call_sid, &doc).await;
-                let (status, detail) = match &result {
-                    Ok(ok) => (
-                        "accepted",
-                        format!("accepted after {} attempt(s)", ok.attempts),
-                    ),
-                    Err(e) => {
-                        metrics.inc_transfer_failures(e.kind());
-                        ("failed", e.to_string())
-                    }
-                };
+        match self.control.transfer(&self.call_sid, &h) {
+            Started::HandBack => {
+                // The PBX continues its dialplan and asks warmline for the route.
+                self.out.queue.clear();
+                self.send(Outgoing::Hangup);
                 records.send(Op::TransferStatus {
                     handoff_id,
-                    status,
-                    detail: detail.clone(),
+                    status: "accepted",
+                    detail: "handed back to the PBX dialplan".into(),
                 });
-                let _ = tx.send(result.map(|ok| ok.attempts).map_err(|_| detail));
+                self.phase = Phase::Transferred;
+                self.close = true;
             }
-            .in_current_span(),
-        );
+            Started::Request(request) => {
+                let tx = self.rest_tx.clone();
+                let metrics = self.state.metrics.clone();
+                tokio::spawn(
+                    async move {
+                        let result = request.await;
+                        let (status, detail) = match &result {
+                            Ok(attempts) => {
+                                ("accepted", format!("accepted after {attempts} attempt(s)"))
+                            }
+                            Err((kind, e)) => {
+                                metrics.inc_transfer_failures(kind);
+                                ("failed", e.clone())
+                            }
+                        };
+                        records.send(Op::TransferStatus {
+                            handoff_id,
+                            status,
+                            detail: detail.clone(),
+                        });
+                        let _ = tx.send(result.map_err(|_| detail));
+                    }
+                    .in_current_span(),
+                );
+            }
+        }
     }
 
     fn on_rest_result(&mut self, result: Result<u32, String>) {

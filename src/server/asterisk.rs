@@ -1,0 +1,184 @@
+//! Asterisk: the AudioSocket listener (calls arrive over TCP from the PBX's dialplan) and
+//! the HTTP route the dialplan asks, after warmline hands the channel back, where the caller
+//! goes and what the agent should hear.
+//!
+//! AudioSocket has no authentication of its own; the listener belongs on the PBX's private
+//! network (loopback or a VLAN behind ACLs). The route endpoints take a shared secret.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::auth::constant_time_eq;
+use super::driver::{self, AdmitBy, Session};
+use super::log_limit::LogLimit;
+use super::{AppState, transport};
+use crate::config::Limits;
+use crate::telephony::WireCodec;
+use crate::telephony::control::Control;
+
+static REFUSED_LOG: LogLimit = LogLimit::new();
+
+/// Accepts AudioSocket connections until `stop`; each one is a call.
+pub async fn serve_audiosocket(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // A PBX opens one connection per call; anything beyond twice the call limit is refused
+    // before it costs more than a descriptor.
+    let slots = Arc::new(Semaphore::new(
+        state.settings.max_calls.saturating_mul(2).max(4),
+    ));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                state.metrics.inc_connections("accept_error");
+                if let Some(suppressed) = REFUSED_LOG.permit() {
+                    tracing::error!(error = %e, suppressed, "AudioSocket accept failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state.metrics.inc_connections("refused");
+            if let Some(suppressed) = REFUSED_LOG.permit() {
+                tracing::warn!(%peer, suppressed, "AudioSocket connection cap reached: refusing");
+            }
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let link = transport::tlv(
+                stream,
+                Limits::ms(state.settings.limits.send_ms),
+                state.metrics.clone(),
+            );
+            let session = Session {
+                codec: WireCodec::AudioSocket(Default::default()),
+                control: Control::HandBack,
+                admit: AdmitBy::Direct,
+            };
+            driver::run(state, link, session).await;
+        });
+    }
+}
+
+/// Binds the AudioSocket listener when it is configured with its route secret.
+pub async fn bind(state: &AppState) -> anyhow::Result<Option<TcpListener>> {
+    let s = &state.settings;
+    let Some(addr) = s.audiosocket_listen else {
+        tracing::info!(
+            "Asterisk AudioSocket off (set WARMLINE_AUDIOSOCKET_LISTEN and WARMLINE_ASTERISK_TOKEN)"
+        );
+        return Ok(None);
+    };
+    if s.asterisk_token.as_deref().is_none_or(|t| t.len() < 8) {
+        anyhow::bail!(
+            "WARMLINE_AUDIOSOCKET_LISTEN is set but WARMLINE_ASTERISK_TOKEN (8+ characters) is not: \
+             the dialplan's route lookups would be unauthenticated"
+        );
+    }
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "AudioSocket has no authentication of its own: keep this address on the PBX's private network");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the AudioSocket listener on {addr}: {e}"))?;
+    let local: SocketAddr = listener.local_addr()?;
+    tracing::info!(addr = %local, "Asterisk AudioSocket listening");
+    Ok(Some(listener))
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+fn authorized(state: &AppState, q: &TokenQuery) -> bool {
+    match (&state.settings.asterisk_token, &q.token) {
+        (Some(want), Some(given)) => constant_time_eq(want.as_bytes(), given.as_bytes()),
+        _ => false,
+    }
+}
+
+fn unauthorized(state: &AppState) -> Response {
+    state.metrics.inc_auth_failures();
+    (StatusCode::UNAUTHORIZED, "bad or missing token\n").into_response()
+}
+
+/// `GET /asterisk/route/{uuid}?token=…`: one word for the dialplan — the queue to dial, or
+/// `hangup` after a goodbye. A call with no card (the connection dropped, the process died)
+/// gets the fallback queue and a card built from what the store holds.
+pub async fn route(
+    State(state): State<Arc<AppState>>,
+    Path(uuid): Path<String>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if !authorized(&state, &q) {
+        return unauthorized(&state);
+    }
+    let plan = &state.book.dialplan;
+    let fallback = plan
+        .queue(&plan.fallback_queue)
+        .or_else(|| plan.queues.first())
+        .map(|q| (q.name.clone(), q.target.as_str().to_string()));
+    let (store, records) = (state.store.clone(), state.records.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        records.flush();
+        let outcome = store.outcome(&uuid).ok().flatten();
+        if outcome.as_deref() == Some("self_served") {
+            return Some("hangup".to_string());
+        }
+        let card = store.handoff_for_call(&uuid).ok().flatten().or_else(|| {
+            let (queue, target) = fallback.clone()?;
+            super::twilio::recover_card(&store, &uuid, &queue, &target)
+        });
+        card.and_then(|c| c["queue"].as_str().map(str::to_string))
+            .or_else(|| fallback.map(|f| f.0))
+    })
+    .await
+    .ok()
+    .flatten();
+    match found {
+        Some(word) => (StatusCode::OK, word).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "general").into_response(),
+    }
+}
+
+/// `GET /asterisk/whisper/{uuid}?token=…`: the spoken summary as text, for a PBX that
+/// speaks it to the agent before bridging.
+pub async fn whisper(
+    State(state): State<Arc<AppState>>,
+    Path(uuid): Path<String>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if !authorized(&state, &q) {
+        return unauthorized(&state);
+    }
+    let (store, records) = (state.store.clone(), state.records.clone());
+    let card = tokio::task::spawn_blocking(move || {
+        records.flush();
+        store.handoff_for_call(&uuid).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    match card.and_then(|c| c["spoken_summary"].as_str().map(str::to_string)) {
+        Some(s) => (StatusCode::OK, s).into_response(),
+        None => (StatusCode::OK, "A caller is being connected to you.").into_response(),
+    }
+}
