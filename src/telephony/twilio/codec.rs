@@ -77,7 +77,7 @@ mod tests {
         let MediaEvent::Audio { ulaw, chunk } = c.decode(Frame::Text(MEDIA.into())).unwrap() else {
             panic!("not media");
         };
-        assert_eq!((ulaw.len(), chunk), (160, Some(1)));
+        assert_eq!((ulaw.len(), chunk), (260, Some(1)));
         assert_eq!(
             c.decode(Frame::Text(START.into())).unwrap(),
             MediaEvent::DuplicateStart
