@@ -48,6 +48,14 @@ pub struct Settings {
     /// Lets the server listen on a non-loopback address with provider signature validation
     /// off. Without it that combination is refused at startup: anyone could inject calls.
     pub allow_insecure: bool,
+    /// SignalWire project id (the `AccountSid` of its cXML webhooks; REST basic-auth user).
+    pub signalwire_project: Option<String>,
+    /// SignalWire API token (REST basic-auth password).
+    pub signalwire_token: Option<String>,
+    /// SignalWire Signing Key (signs its webhooks).
+    pub signalwire_signing_key: Option<String>,
+    /// SignalWire space URL, e.g. `https://example.signalwire.com`.
+    pub signalwire_space_url: Option<String>,
     /// Where Asterisk's AudioSocket connects (e.g. `127.0.0.1:9092`); off when unset.
     pub audiosocket_listen: Option<SocketAddr>,
     /// Shared secret the Asterisk dialplan sends when it asks warmline for a call's route;
@@ -128,6 +136,10 @@ impl Default for Settings {
             handoff_webhook: None,
             api_tokens: Vec::new(),
             allow_insecure: false,
+            signalwire_project: None,
+            signalwire_token: None,
+            signalwire_signing_key: None,
+            signalwire_space_url: None,
             audiosocket_listen: None,
             asterisk_token: None,
             max_calls: 64,
@@ -220,6 +232,16 @@ impl Settings {
                         })?,
                 );
         }
+        for (var, slot) in [
+            ("SIGNALWIRE_PROJECT_ID", &mut self.signalwire_project),
+            ("SIGNALWIRE_API_TOKEN", &mut self.signalwire_token),
+            ("SIGNALWIRE_SIGNING_KEY", &mut self.signalwire_signing_key),
+            ("SIGNALWIRE_SPACE_URL", &mut self.signalwire_space_url),
+        ] {
+            if let Some(v) = nonempty(var) {
+                *slot = Some(v);
+            }
+        }
         if let Some(v) = nonempty("WARMLINE_ASTERISK_TOKEN") {
             self.asterisk_token = Some(v);
         }
@@ -260,14 +282,14 @@ impl Settings {
         None
     }
 
-    /// The media WebSocket URL the provider connects to: `ws(s)://…/twilio/media`.
-    pub fn media_ws_url(&self) -> String {
+    /// The media WebSocket URL a carrier connects to: `ws(s)://…/{prefix}/media`.
+    pub fn media_ws_url(&self, prefix: &str) -> String {
         let ws = if let Some(rest) = self.public_url.strip_prefix("https://") {
             format!("wss://{rest}")
         } else {
             format!("ws://{}", self.public_url.trim_start_matches("http://"))
         };
-        format!("{ws}/twilio/media")
+        format!("{ws}/{prefix}/media")
     }
 }
 
@@ -321,7 +343,10 @@ mod tests {
             ("WARMLINE_LISTEN", "0.0.0.0:9000"),
         ]))
         .unwrap();
-        assert_eq!(s.media_ws_url(), "wss://line.example.com/twilio/media");
+        assert_eq!(
+            s.media_ws_url("twilio"),
+            "wss://line.example.com/twilio/media"
+        );
         assert!(!s.validate_signatures);
         assert_eq!(s.max_calls, 3);
         assert_eq!(s.listen.port(), 9000);

@@ -5,17 +5,15 @@
 //! and a graceful shutdown that stops admitting, hands every live caller to a person, lets
 //! their transfers finish, and exits within `limits.drain_ms` plus a second.
 
-mod admission;
+pub(crate) mod admission;
 mod api;
-mod asterisk;
-mod auth;
-mod driver;
+pub(crate) mod auth;
+pub(crate) mod driver;
 mod listener;
-mod log_limit;
+pub(crate) mod log_limit;
 mod records;
 mod stt_load;
-mod transport;
-mod twilio;
+pub(crate) mod transport;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::call::Playbook;
@@ -31,8 +29,10 @@ use crate::config::{self, Settings};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::stt::engine::SttEngine;
-use crate::telephony::control::Control;
+use crate::telephony::asterisk::routes as asterisk;
+use crate::telephony::control::{Control, Documents};
 use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
+use crate::telephony::twilio::routes::{self as twilio_routes, TwimlCarrier};
 
 pub use records::RecordWriter;
 
@@ -45,8 +45,10 @@ pub struct AppState {
     pub store: Store,
     pub records: RecordWriter,
     pub metrics: Arc<Metrics>,
-    /// How Twilio calls are transferred (REST with TwiML, whisper under `/twilio`).
-    pub twilio: Control,
+    /// Twilio: its account, signing key and call control.
+    pub twilio: Arc<TwimlCarrier>,
+    /// SignalWire, when its project and keys are set.
+    pub signalwire: Option<Arc<TwimlCarrier>>,
     pub http: reqwest::Client,
     /// Call slots and the single-use stream tokens that claim them.
     pub admission: Arc<admission::Admission>,
@@ -81,20 +83,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_api_token,
         ));
-    Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(caller_data)
-        .route("/twilio/voice", post(twilio::voice))
-        .route("/twilio/stream-ended", post(twilio::stream_ended))
-        .route(
-            "/twilio/agent-whisper/{id}",
-            post(twilio::agent_whisper).get(twilio::agent_whisper),
-        )
-        .route("/twilio/media", get(twilio::media))
         .route("/asterisk/route/{uuid}", get(asterisk::route))
         .route("/asterisk/whisper/{uuid}", get(asterisk::whisper))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(twilio_routes::routes(state.clone(), state.twilio.clone()));
+    if let Some(sw) = &state.signalwire {
+        app = app.merge(twilio_routes::routes(state.clone(), sw.clone()));
+    }
+    app
 }
 
 /// Builds the shared state. The model is loaded separately (see [`load_model`]).
@@ -133,11 +133,18 @@ pub fn build_state(
         store,
         records,
         metrics,
-        twilio: Control::TwilioTwiml {
-            rest,
-            public_url: settings.public_url.clone(),
+        twilio: Arc::new(TwimlCarrier {
             prefix: "twilio",
-        },
+            account: settings.twilio_account_sid.clone(),
+            signing_key: settings.twilio_auth_token.clone(),
+            signature_headers: &["x-twilio-signature"],
+            control: Control::TwilioTwiml {
+                rest,
+                public_url: settings.public_url.clone(),
+                prefix: "twilio",
+            },
+        }),
+        signalwire: signalwire_carrier(&settings)?,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -152,6 +159,39 @@ pub fn build_state(
         book,
         settings,
     }))
+}
+
+/// SignalWire, when its project, API token and signing key are all set.
+fn signalwire_carrier(s: &Settings) -> Result<Option<Arc<TwimlCarrier>>> {
+    let (Some(project), Some(token), Some(key), Some(space)) = (
+        &s.signalwire_project,
+        &s.signalwire_token,
+        &s.signalwire_signing_key,
+        &s.signalwire_space_url,
+    ) else {
+        tracing::info!(
+            "SignalWire off (set SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SIGNING_KEY, SIGNALWIRE_SPACE_URL)"
+        );
+        return Ok(None);
+    };
+    // SignalWire's LaML REST API mirrors Twilio's paths under /api/laml.
+    let base = format!("{}/api/laml", space.trim_end_matches('/'));
+    let rest = TwilioRest::new(&base, project, token, RetryPolicy::default())
+        .context("building the SignalWire REST client")?;
+    tracing::info!(space = %space, "SignalWire on: /signalwire/voice");
+    Ok(Some(Arc::new(TwimlCarrier {
+        prefix: "signalwire",
+        account: Some(project.clone()),
+        signing_key: Some(key.clone()),
+        // Source: signalwire-typescript src/WebhookValidator.ts (it also accepts Twilio's).
+        signature_headers: &["x-signalwire-signature", "x-twilio-signature"],
+        control: Control::DocumentUrl {
+            rest: Some(rest),
+            public_url: s.public_url.clone(),
+            prefix: "signalwire",
+            docs: Arc::new(Documents::default()),
+        },
+    })))
 }
 
 /// Loads (pulling on first run) the model into the state; `/healthz` turns 200 after this.

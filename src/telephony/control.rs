@@ -3,8 +3,41 @@
 //! hands the call back to the PBX that sent it (Asterisk AudioSocket), whose dialplan then
 //! asks warmline where to dial.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crate::handoff::Handoff;
 use crate::telephony::twilio::{rest::TwilioRest, twiml};
+
+/// Transfer documents waiting for the carrier to fetch them (it does so within a second of
+/// the REST update; ten minutes covers any retry). Bounded: the oldest go first.
+#[derive(Debug, Default)]
+pub struct Documents {
+    inner: Mutex<VecDeque<(String, Instant, String)>>,
+}
+
+const DOCUMENTS_KEPT: usize = 4096;
+const DOCUMENT_TTL: Duration = Duration::from_secs(600);
+
+impl Documents {
+    fn put(&self, id: &str, doc: String) {
+        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        q.retain(|(_, at, _)| at.elapsed() < DOCUMENT_TTL);
+        while q.len() >= DOCUMENTS_KEPT {
+            q.pop_front();
+        }
+        q.push_back((id.to_string(), Instant::now(), doc));
+    }
+
+    fn get(&self, id: &str) -> Option<String> {
+        let q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        q.iter()
+            .rev()
+            .find(|(k, at, _)| k == id && at.elapsed() < DOCUMENT_TTL)
+            .map(|(_, _, d)| d.clone())
+    }
+}
 
 /// The route prefix a provider's callbacks live under (`/{prefix}/agent-whisper/{id}`).
 pub type Prefix = &'static str;
@@ -23,6 +56,7 @@ pub enum Control {
         rest: Option<TwilioRest>,
         public_url: String,
         prefix: Prefix,
+        docs: Arc<Documents>,
     },
     /// End the media connection; the PBX's dialplan continues and fetches the route.
     HandBack,
@@ -50,6 +84,14 @@ impl Control {
         }
     }
 
+    /// The transfer document for a handoff, for carriers that fetch it by URL.
+    pub fn document(&self, handoff_id: &str) -> Option<String> {
+        match self {
+            Control::DocumentUrl { docs, .. } => docs.get(handoff_id),
+            _ => None,
+        }
+    }
+
     /// Starts the transfer of `call_id` for `h`. The future resolves to the attempts the
     /// provider needed, or the failure's kind (for the metric) and description.
     pub fn transfer(
@@ -70,11 +112,19 @@ impl Control {
                 rest,
                 public_url,
                 prefix,
-            } => (
-                rest.clone(),
-                format!("{public_url}/{prefix}/transfer/{}", h.id),
-                true,
-            ),
+                docs,
+            } => {
+                let whisper = self.whisper_url(&h.id).unwrap_or_default();
+                docs.put(
+                    &h.id,
+                    twiml::transfer(&h.caller_say, &h.card.target, h.sip, &whisper),
+                );
+                (
+                    rest.clone(),
+                    format!("{public_url}/{prefix}/transfer/{}", h.id),
+                    true,
+                )
+            }
         };
         let call_id = call_id.to_string();
         Started::Request(async move {

@@ -5,3 +5,4 @@
 //! See `examples/asterisk/`.
 
 pub mod audiosocket;
+pub mod routes;

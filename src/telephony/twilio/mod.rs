@@ -3,5 +3,6 @@
 pub mod codec;
 pub mod messages;
 pub mod rest;
+pub mod routes;
 pub mod signature;
 pub mod twiml;

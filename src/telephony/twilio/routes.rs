@@ -1,17 +1,64 @@
-//! Twilio's HTTP callbacks: the voice webhook, the stream-ended fail-open path, and the
-//! agent-whisper TwiML. Every one is signature-checked when validation is on.
+//! The HTTP side of the TwiML family — Twilio, and SignalWire's cXML, which speaks the same
+//! webhooks, markup and Media Streams with its own signature header, key and REST host: the
+//! voice webhook, the media WebSocket, the stream-ended fail-open path, the agent whisper and
+//! the transfer document. Every callback is signature-checked when validation is on.
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 
-use super::admission::Promised;
-use super::{AppState, driver, transport};
+use super::{signature, twiml};
+use crate::server::admission::Promised;
+use crate::server::{AppState, driver, transport};
 use crate::telephony::WireCodec;
-use crate::telephony::twilio::{signature, twiml};
+use crate::telephony::control::Control;
+
+/// One carrier of the TwiML family.
+#[derive(Debug)]
+pub struct TwimlCarrier {
+    /// Route prefix and name: `/{prefix}/voice`, `/{prefix}/media`, …
+    pub prefix: &'static str,
+    /// The account (Twilio AccountSid, SignalWire Project) whose calls are taken.
+    pub account: Option<String>,
+    /// The key callbacks are signed with (Twilio auth token, SignalWire Signing Key).
+    pub signing_key: Option<String>,
+    /// Headers that may carry the signature, in the order tried.
+    pub signature_headers: &'static [&'static str],
+    pub control: Control,
+}
+
+/// What every handler of one carrier sees.
+#[derive(Clone)]
+pub struct Carrier {
+    pub app: Arc<AppState>,
+    pub spec: Arc<TwimlCarrier>,
+}
+
+/// Largest callback body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The carrier's routes, under `/{prefix}/`.
+pub fn routes(app: Arc<AppState>, spec: Arc<TwimlCarrier>) -> Router {
+    let p = spec.prefix;
+    Router::new()
+        .route(&format!("/{p}/voice"), post(voice))
+        .route(&format!("/{p}/stream-ended"), post(stream_ended))
+        .route(
+            &format!("/{p}/agent-whisper/{{id}}"),
+            post(agent_whisper).get(agent_whisper),
+        )
+        .route(
+            &format!("/{p}/transfer/{{id}}"),
+            post(transfer_document).get(transfer_document),
+        )
+        .route(&format!("/{p}/media"), get(media))
+        .with_state(Carrier { app, spec })
+}
 
 /// Form fields of a Twilio callback, in the order they came.
 type Form = Vec<(String, String)>;
@@ -28,35 +75,38 @@ fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Checks `X-Twilio-Signature` over the public URL of this request and its form fields.
+/// Checks the carrier's signature over the public URL of this request and its form fields.
 fn verify(
-    state: &AppState,
+    c: &Carrier,
     headers: &HeaderMap,
     uri: &Uri,
     form: &Form,
 ) -> Result<(), (StatusCode, &'static str)> {
+    let state = &c.app;
     if !state.settings.validate_signatures {
         return Ok(());
     }
-    let Some(token) = state.settings.twilio_auth_token.as_deref() else {
-        tracing::warn!(path = %uri.path(), "signature validation is on but TWILIO_AUTH_TOKEN is unset: refusing");
+    let Some(key) = c.spec.signing_key.as_deref() else {
+        tracing::warn!(path = %uri.path(), carrier = c.spec.prefix, "signature validation is on but the carrier's signing key is unset: refusing");
         return Err((
             StatusCode::FORBIDDEN,
-            "signature validation needs TWILIO_AUTH_TOKEN",
+            "signature validation needs the carrier's signing key",
         ));
     };
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!("{}{}", state.settings.public_url, path);
-    let given = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
+    let given = c
+        .spec
+        .signature_headers
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .unwrap_or("");
-    if signature::validate(token, &url, form, given) {
+    if signature::validate(key, &url, form, given) {
         Ok(())
     } else {
-        tracing::warn!(%url, "bad X-Twilio-Signature: refused");
+        tracing::warn!(%url, carrier = c.spec.prefix, "bad request signature: refused");
         state.metrics.inc_wire_errors("bad_signature");
-        Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"))
+        Err((StatusCode::FORBIDDEN, "invalid request signature"))
     }
 }
 
@@ -68,12 +118,12 @@ fn parse_form(body: &Bytes) -> Form {
 /// extractor, no handler can forget the check.
 pub struct SignedForm(pub Form);
 
-impl FromRequest<Arc<AppState>> for SignedForm {
+impl FromRequest<Carrier> for SignedForm {
     type Rejection = (StatusCode, &'static str);
 
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &Carrier) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, 64 * 1024)
+        let body = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "callback body too large"))?;
         // A GET carries its fields in the query string, which is already part of the signed URL.
@@ -97,7 +147,8 @@ fn new_stream_token() -> String {
 /// `POST /twilio/voice`: reserve a call slot and answer with `<Connect><Stream>`, or send the
 /// caller straight to a human when the line cannot take the call (model still loading, at
 /// capacity, shutting down).
-pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedForm) -> Response {
+pub async fn voice(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Response {
+    let state = &c.app;
     let call_sid = field(&form, "CallSid").unwrap_or_default();
     if call_sid.is_empty() || call_sid.len() > 64 {
         return (StatusCode::BAD_REQUEST, "missing or oversized CallSid").into_response();
@@ -108,7 +159,7 @@ pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedF
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _g = span.enter();
 
-    if let Some(ours) = state.settings.twilio_account_sid.as_deref()
+    if let Some(ours) = c.spec.account.as_deref()
         && account_sid != ours
     {
         tracing::warn!(account_sid, "voice webhook for another account: refused");
@@ -135,18 +186,19 @@ pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedF
         tracing::warn!(why, "sending the caller straight to a person");
         state.metrics.inc_overload_handoffs();
         return xml(fallback_dial(
-            &state,
+            &c,
             "Connecting you to someone who can help.",
             None,
         ));
     }
     let public = &state.settings.public_url;
+    let prefix = c.spec.prefix;
     tracing::info!(%from, %to, "answering with a media stream");
     // From/To go along as parameters for the contract's sake; the stream side trusts the
     // copies kept with the reservation, which came from this signed request.
     xml(twiml::connect_stream(
-        &format!("{public}/twilio/stream-ended"),
-        &state.settings.media_ws_url(),
+        &format!("{public}/{prefix}/stream-ended"),
+        &state.settings.media_ws_url(prefix),
         &[("token", token.as_str()), ("From", from), ("To", to)],
     ))
 }
@@ -155,10 +207,8 @@ pub async fn voice(State(state): State<Arc<AppState>>, SignedForm(form): SignedF
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// `GET /twilio/media`: the Media Streams WebSocket, driven by the generic call driver.
-pub async fn media(
-    State(state): State<Arc<AppState>>,
-    ws: axum::extract::ws::WebSocketUpgrade,
-) -> Response {
+pub async fn media(State(c): State<Carrier>, ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    let state = c.app.clone();
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
@@ -170,7 +220,7 @@ pub async fn media(
             );
             let session = driver::Session {
                 codec: WireCodec::Twilio(Default::default()),
-                control: state.twilio.clone(),
+                control: c.spec.control.clone(),
                 admit: driver::AdmitBy::Reservation,
             };
             driver::run(state, link, session).await
@@ -182,7 +232,7 @@ fn bounded(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn fallback_queue(state: &AppState) -> Option<(String, String)> {
+pub(crate) fn fallback_queue(state: &AppState) -> Option<(String, String)> {
     let plan = &state.book.dialplan;
     let q = plan
         .queue(&plan.fallback_queue)
@@ -192,7 +242,7 @@ fn fallback_queue(state: &AppState) -> Option<(String, String)> {
 
 /// Builds and stores a context card from a call's stored record when the call never got
 /// one, so the agent still hears and reads what the caller already said.
-pub(super) fn recover_card(
+pub(crate) fn recover_card(
     store: &crate::store::Store,
     call_sid: &str,
     queue: &str,
@@ -242,7 +292,8 @@ pub(super) fn recover_card(
 }
 
 /// A `<Dial>` to the fallback queue, with the agent whisper when a handoff exists.
-fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> String {
+fn fallback_dial(c: &Carrier, say: &str, handoff_id: Option<&str>) -> String {
+    let state = &c.app;
     let plan = &state.book.dialplan;
     let queue = plan
         .queue(&plan.fallback_queue)
@@ -251,7 +302,7 @@ fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> Strin
         return twiml::say(say);
     };
     let whisper = handoff_id
-        .map(|id| format!("{}/twilio/agent-whisper/{id}", state.settings.public_url))
+        .and_then(|id| c.spec.control.whisper_url(id))
         .unwrap_or_default();
     twiml::transfer(
         say,
@@ -264,16 +315,14 @@ fn fallback_dial(state: &AppState, say: &str, handoff_id: Option<&str>) -> Strin
 /// `POST /twilio/stream-ended`: the `<Connect>` finished. A call warmline finished itself
 /// hangs up; any other ending (dropped socket, restart, fault, a transfer the REST API
 /// refused) dials a person with whatever context exists.
-pub async fn stream_ended(
-    State(state): State<Arc<AppState>>,
-    SignedForm(form): SignedForm,
-) -> Response {
+pub async fn stream_ended(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Response {
+    let state = &c.app;
     let call_sid = field(&form, "CallSid").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _g = span.enter();
     let (store, records) = (state.store.clone(), state.records.clone());
     let sid = call_sid.clone();
-    let fallback_queue = fallback_queue(&state);
+    let fallback_queue = fallback_queue(state);
     let (outcome, card) = tokio::task::spawn_blocking(move || {
         records.flush();
         let outcome = store.outcome(&sid).ok().flatten();
@@ -309,7 +358,7 @@ pub async fn stream_ended(
         );
         if !target.is_empty() {
             let whisper = id
-                .map(|id| format!("{}/twilio/agent-whisper/{id}", state.settings.public_url))
+                .and_then(|id| c.spec.control.whisper_url(&id))
                 .unwrap_or_default();
             return xml(twiml::transfer(
                 say,
@@ -325,7 +374,7 @@ pub async fn stream_ended(
     );
     state.metrics.inc_calls("stream_ended_to_human");
     xml(fallback_dial(
-        &state,
+        &c,
         "Let me connect you to someone who can help.",
         None,
     ))
@@ -333,11 +382,11 @@ pub async fn stream_ended(
 
 /// `POST|GET /twilio/agent-whisper/{id}`: what the agent hears before the caller is bridged.
 pub async fn agent_whisper(
-    State(state): State<Arc<AppState>>,
+    State(c): State<Carrier>,
     Path(id): Path<String>,
     _signed: SignedForm,
 ) -> Response {
-    let (store, records) = (state.store.clone(), state.records.clone());
+    let (store, records) = (c.app.store.clone(), c.app.records.clone());
     // The card is queued for storage before the transfer is requested; wait for it.
     let read = move || {
         records.flush();
@@ -351,5 +400,23 @@ pub async fn agent_whisper(
             xml(twiml::say("A caller is being connected to you.")),
         )
             .into_response(),
+    }
+}
+
+/// `POST|GET /{prefix}/transfer/{id}`: the `<Say>` + `<Dial>` document a carrier fetches
+/// after a REST update that named a URL rather than carrying the document (SignalWire).
+pub async fn transfer_document(
+    State(c): State<Carrier>,
+    Path(id): Path<String>,
+    _signed: SignedForm,
+) -> Response {
+    match c.spec.control.document(&id) {
+        Some(doc) => xml(doc),
+        // Unknown or expired: still a person, never silence.
+        None => xml(fallback_dial(
+            &c,
+            "Let me connect you to someone who can help.",
+            None,
+        )),
     }
 }

@@ -15,11 +15,11 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use super::auth::constant_time_eq;
-use super::driver::{self, AdmitBy, Session};
-use super::log_limit::LogLimit;
-use super::{AppState, transport};
 use crate::config::Limits;
+use crate::server::auth::constant_time_eq;
+use crate::server::driver::{self, AdmitBy, Session};
+use crate::server::log_limit::LogLimit;
+use crate::server::{AppState, transport};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
 
@@ -145,7 +145,7 @@ pub async fn route(
         }
         let card = store.handoff_for_call(&uuid).ok().flatten().or_else(|| {
             let (queue, target) = fallback.clone()?;
-            super::twilio::recover_card(&store, &uuid, &queue, &target)
+            crate::telephony::twilio::routes::recover_card(&store, &uuid, &queue, &target)
         });
         card.and_then(|c| c["queue"].as_str().map(str::to_string))
             .or_else(|| fallback.map(|f| f.0))
