@@ -56,6 +56,12 @@ pub struct Settings {
     pub signalwire_signing_key: Option<String>,
     /// SignalWire space URL, e.g. `https://example.signalwire.com`.
     pub signalwire_space_url: Option<String>,
+    /// Plivo auth id (REST user, and the account its webhooks are signed for).
+    pub plivo_auth_id: Option<String>,
+    /// Plivo auth token (REST password; signs its webhooks).
+    pub plivo_auth_token: Option<String>,
+    /// Plivo REST base URL.
+    pub plivo_api_base: String,
     /// Where Asterisk's AudioSocket connects (e.g. `127.0.0.1:9092`); off when unset.
     pub audiosocket_listen: Option<SocketAddr>,
     /// Shared secret the Asterisk dialplan sends when it asks warmline for a call's route;
@@ -140,6 +146,9 @@ impl Default for Settings {
             signalwire_token: None,
             signalwire_signing_key: None,
             signalwire_space_url: None,
+            plivo_auth_id: None,
+            plivo_auth_token: None,
+            plivo_api_base: "https://api.plivo.com".into(),
             audiosocket_listen: None,
             asterisk_token: None,
             max_calls: 64,
@@ -237,10 +246,15 @@ impl Settings {
             ("SIGNALWIRE_API_TOKEN", &mut self.signalwire_token),
             ("SIGNALWIRE_SIGNING_KEY", &mut self.signalwire_signing_key),
             ("SIGNALWIRE_SPACE_URL", &mut self.signalwire_space_url),
+            ("PLIVO_AUTH_ID", &mut self.plivo_auth_id),
+            ("PLIVO_AUTH_TOKEN", &mut self.plivo_auth_token),
         ] {
             if let Some(v) = nonempty(var) {
                 *slot = Some(v);
             }
+        }
+        if let Some(v) = nonempty("WARMLINE_PLIVO_API_BASE") {
+            self.plivo_api_base = v;
         }
         if let Some(v) = nonempty("WARMLINE_ASTERISK_TOKEN") {
             self.asterisk_token = Some(v);

@@ -107,7 +107,11 @@ fn admit(
             return None;
         }
     };
-    if matches!(how, AdmitBy::Reservation) && start.account != promised.account_sid {
+    // The webhook named the account (Twilio, SignalWire): the stream must name the same.
+    if matches!(how, AdmitBy::Reservation)
+        && !promised.account_sid.is_empty()
+        && start.account != promised.account_sid
+    {
         warn_limited(
             &STREAM_LOG,
             "stream refused before any audio",
@@ -276,7 +280,7 @@ async fn drive(
         from: promised.from,
         to: promised.to,
         started_at: chrono::Utc::now(),
-        handoff_id: random_id(),
+        handoff_id: super::fail_open::random_id(),
     };
     state.records.send(Op::Begin {
         call_sid: info.call_sid.clone(),
@@ -399,12 +403,6 @@ async fn drive(
     let _ = d.outbox.try_send(Out2::Close);
     tracing::info!(outcome, "call ended");
     outcome
-}
-
-fn random_id() -> String {
-    let mut b = [0u8; 16];
-    rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Driver {

@@ -9,6 +9,7 @@ pub(crate) mod admission;
 mod api;
 pub(crate) mod auth;
 pub(crate) mod driver;
+pub(crate) mod fail_open;
 mod listener;
 pub(crate) mod log_limit;
 mod records;
@@ -31,6 +32,7 @@ use crate::store::Store;
 use crate::stt::engine::SttEngine;
 use crate::telephony::asterisk::routes as asterisk;
 use crate::telephony::control::{Control, Documents};
+use crate::telephony::plivo::routes::{self as plivo_routes, PlivoCarrier};
 use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
 use crate::telephony::twilio::routes::{self as twilio_routes, TwimlCarrier};
 
@@ -49,6 +51,8 @@ pub struct AppState {
     pub twilio: Arc<TwimlCarrier>,
     /// SignalWire, when its project and keys are set.
     pub signalwire: Option<Arc<TwimlCarrier>>,
+    /// Plivo, when its auth id and token are set.
+    pub plivo: Option<Arc<PlivoCarrier>>,
     pub http: reqwest::Client,
     /// Call slots and the single-use stream tokens that claim them.
     pub admission: Arc<admission::Admission>,
@@ -93,6 +97,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(twilio_routes::routes(state.clone(), state.twilio.clone()));
     if let Some(sw) = &state.signalwire {
         app = app.merge(twilio_routes::routes(state.clone(), sw.clone()));
+    }
+    if let Some(p) = &state.plivo {
+        app = app.merge(plivo_routes::routes(state.clone(), p.clone()));
     }
     app
 }
@@ -145,6 +152,7 @@ pub fn build_state(
             },
         }),
         signalwire: signalwire_carrier(&settings)?,
+        plivo: plivo_carrier(&settings)?,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -189,6 +197,26 @@ fn signalwire_carrier(s: &Settings) -> Result<Option<Arc<TwimlCarrier>>> {
             rest: Some(rest),
             public_url: s.public_url.clone(),
             prefix: "signalwire",
+            docs: Arc::new(Documents::default()),
+        },
+    })))
+}
+
+/// Plivo, when its auth id and token are set.
+fn plivo_carrier(s: &Settings) -> Result<Option<Arc<PlivoCarrier>>> {
+    let (Some(id), Some(token)) = (&s.plivo_auth_id, &s.plivo_auth_token) else {
+        tracing::info!("Plivo off (set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN)");
+        return Ok(None);
+    };
+    let rest = TwilioRest::new(&s.plivo_api_base, id, token, RetryPolicy::default())
+        .context("building the Plivo REST client")?;
+    tracing::info!("Plivo on: /plivo/answer");
+    Ok(Some(Arc::new(PlivoCarrier {
+        auth_id: id.clone(),
+        auth_token: token.clone(),
+        control: Control::Plivo {
+            rest: Some(rest),
+            public_url: s.public_url.clone(),
             docs: Arc::new(Documents::default()),
         },
     })))

@@ -58,8 +58,21 @@ pub enum Control {
         prefix: Prefix,
         docs: Arc<Documents>,
     },
+    /// Plivo: redirect the caller's leg (`aleg_url`) to warmline's transfer document.
+    Plivo {
+        rest: Option<TwilioRest>,
+        public_url: String,
+        docs: Arc<Documents>,
+    },
     /// End the media connection; the PBX's dialplan continues and fetches the route.
     HandBack,
+}
+
+/// Which request a REST transfer makes.
+enum How {
+    Twiml,
+    Url,
+    PlivoAleg,
 }
 
 /// How a transfer proceeds.
@@ -80,6 +93,9 @@ impl Control {
             | Control::DocumentUrl {
                 public_url, prefix, ..
             } => Some(format!("{public_url}/{prefix}/agent-whisper/{handoff_id}")),
+            Control::Plivo { public_url, .. } => {
+                Some(format!("{public_url}/plivo/agent-whisper/{handoff_id}"))
+            }
             Control::HandBack => None,
         }
     }
@@ -87,7 +103,7 @@ impl Control {
     /// The transfer document for a handoff, for carriers that fetch it by URL.
     pub fn document(&self, handoff_id: &str) -> Option<String> {
         match self {
-            Control::DocumentUrl { docs, .. } => docs.get(handoff_id),
+            Control::DocumentUrl { docs, .. } | Control::Plivo { docs, .. } => docs.get(handoff_id),
             _ => None,
         }
     }
@@ -101,12 +117,12 @@ impl Control {
     ) -> Started<
         impl std::future::Future<Output = Result<u32, (&'static str, String)>> + Send + 'static,
     > {
-        let (rest, doc_or_url, by_url) = match self {
+        let (rest, doc_or_url, how) = match self {
             Control::HandBack => return Started::HandBack,
             Control::TwilioTwiml { rest, .. } => {
                 let whisper = self.whisper_url(&h.id).unwrap_or_default();
                 let doc = twiml::transfer(&h.caller_say, &h.card.target, h.sip, &whisper);
-                (rest.clone(), doc, false)
+                (rest.clone(), doc, How::Twiml)
             }
             Control::DocumentUrl {
                 rest,
@@ -122,7 +138,28 @@ impl Control {
                 (
                     rest.clone(),
                     format!("{public_url}/{prefix}/transfer/{}", h.id),
-                    true,
+                    How::Url,
+                )
+            }
+            Control::Plivo {
+                rest,
+                public_url,
+                docs,
+            } => {
+                let whisper = self.whisper_url(&h.id).unwrap_or_default();
+                docs.put(
+                    &h.id,
+                    crate::telephony::plivo::xml::transfer(
+                        &h.caller_say,
+                        &h.card.target,
+                        h.sip,
+                        &whisper,
+                    ),
+                );
+                (
+                    rest.clone(),
+                    format!("{public_url}/plivo/transfer/{}", h.id),
+                    How::PlivoAleg,
                 )
             }
         };
@@ -134,10 +171,17 @@ impl Control {
                     "no provider REST credentials configured".to_string(),
                 ));
             };
-            let result = if by_url {
-                rest.update_call_url(&call_id, &doc_or_url).await
-            } else {
-                rest.update_call_twiml(&call_id, &doc_or_url).await
+            let result = match how {
+                How::Url => rest.update_call_url(&call_id, &doc_or_url).await,
+                How::Twiml => rest.update_call_twiml(&call_id, &doc_or_url).await,
+                How::PlivoAleg => {
+                    // Source: plivo.com api/call/transfer-a-call (answers 202).
+                    let path = format!("/v1/Account/{}/Call/{call_id}/", rest.account());
+                    let body = serde_json::json!({
+                        "legs": "aleg", "aleg_url": doc_or_url, "aleg_method": "POST",
+                    });
+                    rest.post_json_retried(&path, &body).await
+                }
             };
             result
                 .map(|ok| ok.attempts)

@@ -9,6 +9,7 @@
 pub mod asterisk;
 pub mod control;
 pub mod media;
+pub mod plivo;
 pub mod signalwire;
 pub mod twilio;
 
@@ -19,6 +20,8 @@ use media::{Frame, MediaEvent, Outgoing, WireError};
 pub enum WireCodec {
     /// Twilio Media Streams, and SignalWire's Twilio-compatible `<Stream>`.
     Twilio(twilio::codec::Codec),
+    /// Plivo audio streaming (`<Stream bidirectional>`).
+    Plivo(plivo::codec::Codec),
     /// Asterisk AudioSocket over TCP.
     AudioSocket(asterisk::audiosocket::Codec),
 }
@@ -27,6 +30,7 @@ impl WireCodec {
     pub fn decode(&mut self, frame: Frame) -> Result<MediaEvent, WireError> {
         match self {
             WireCodec::Twilio(c) => c.decode(frame),
+            WireCodec::Plivo(c) => c.decode(frame),
             WireCodec::AudioSocket(c) => c.decode(frame),
         }
     }
@@ -35,6 +39,7 @@ impl WireCodec {
     pub fn encode(&mut self, out: Outgoing<'_>) -> Option<Frame> {
         match self {
             WireCodec::Twilio(c) => c.encode(out),
+            WireCodec::Plivo(c) => c.encode(out),
             WireCodec::AudioSocket(c) => c.encode(out),
         }
     }
@@ -43,7 +48,7 @@ impl WireCodec {
     /// them from its own playout clock (the audio is paced in real time anyway).
     pub fn native_marks(&self) -> bool {
         match self {
-            WireCodec::Twilio(_) => true,
+            WireCodec::Twilio(_) | WireCodec::Plivo(_) => true,
             WireCodec::AudioSocket(_) => false,
         }
     }

@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::Limits;
 use crate::server::auth::constant_time_eq;
 use crate::server::driver::{self, AdmitBy, Session};
+use crate::server::fail_open::AfterStream;
 use crate::server::log_limit::LogLimit;
 use crate::server::{AppState, transport};
 use crate::telephony::WireCodec;
@@ -131,32 +132,13 @@ pub async fn route(
     if !authorized(&state, &q) {
         return unauthorized(&state);
     }
-    let plan = &state.book.dialplan;
-    let fallback = plan
-        .queue(&plan.fallback_queue)
-        .or_else(|| plan.queues.first())
-        .map(|q| (q.name.clone(), q.target.as_str().to_string()));
-    let (store, records) = (state.store.clone(), state.records.clone());
-    let found = tokio::task::spawn_blocking(move || {
-        records.flush();
-        let outcome = store.outcome(&uuid).ok().flatten();
-        if outcome.as_deref() == Some("self_served") {
-            return Some("hangup".to_string());
-        }
-        let card = store.handoff_for_call(&uuid).ok().flatten().or_else(|| {
-            let (queue, target) = fallback.clone()?;
-            crate::telephony::twilio::routes::recover_card(&store, &uuid, &queue, &target)
-        });
-        card.and_then(|c| c["queue"].as_str().map(str::to_string))
-            .or_else(|| fallback.map(|f| f.0))
-    })
-    .await
-    .ok()
-    .flatten();
-    match found {
-        Some(word) => (StatusCode::OK, word).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "general").into_response(),
-    }
+    let next = crate::server::fail_open::after_stream(&state, &uuid).await;
+    let word = match next {
+        AfterStream::Hangup => "hangup".to_string(),
+        AfterStream::Dial { queue, .. } if !queue.is_empty() => queue,
+        AfterStream::Dial { .. } => "general".to_string(),
+    };
+    (StatusCode::OK, word).into_response()
 }
 
 /// `GET /asterisk/whisper/{uuid}?token=…`: the spoken summary as text, for a PBX that

@@ -183,11 +183,31 @@ impl TwilioRest {
         form: &[(&str, &str)],
     ) -> Result<UpdateOk, RestError> {
         let url = self.call_url(call_sid);
+        self.post_retried(&url, Body::Form(form)).await
+    }
+
+    /// The account the client authenticates as (Plivo's auth id appears in its paths).
+    pub fn account(&self) -> &str {
+        &self.account_sid
+    }
+
+    /// POSTs a JSON body to `path` under the API base, with this client's basic auth and
+    /// its retry policy (Plivo's call transfer).
+    pub async fn post_json_retried(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<UpdateOk, RestError> {
+        let url = format!("{}{path}", self.api_base);
+        self.post_retried(&url, Body::Json(body)).await
+    }
+
+    async fn post_retried(&self, url: &str, body: Body<'_>) -> Result<UpdateOk, RestError> {
         let attempts = self.policy.attempts.max(1);
         let deadline = tokio::time::Instant::now() + self.policy.budget;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let tried = tokio::time::timeout_at(deadline, self.try_update(&url, form)).await;
+            let tried = tokio::time::timeout_at(deadline, self.try_update(url, body)).await;
             let Ok(tried) = tried else {
                 last = format!("REST budget of {:?} spent", self.policy.budget);
                 return Err(RestError::Exhausted {
@@ -203,7 +223,7 @@ impl TwilioRest {
                     after.map(|a| a.min(MAX_RETRY_AFTER))
                 }
             };
-            tracing::warn!(call_sid, attempt, reason = %last, "Twilio call update failed");
+            tracing::warn!(url, attempt, reason = %last, "provider call update failed");
             if attempt < attempts {
                 let backoff = self.policy.backoff(attempt);
                 let until = tokio::time::Instant::now() + wait.map_or(backoff, |w| w.max(backoff));
@@ -219,14 +239,17 @@ impl TwilioRest {
         Err(RestError::Exhausted { attempts, last })
     }
 
-    async fn try_update(&self, url: &str, form: &[(&str, &str)]) -> Try {
-        let sent = self
+    async fn try_update(&self, url: &str, body: Body<'_>) -> Try {
+        let request = self
             .client
             .post(url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(form)
-            .send()
-            .await;
+            .basic_auth(&self.account_sid, Some(&self.auth_token));
+        let sent = match body {
+            Body::Form(form) => request.form(form),
+            Body::Json(json) => request.json(json),
+        }
+        .send()
+        .await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => return transport_failure(&e),
@@ -242,6 +265,13 @@ impl TwilioRest {
             other => other,
         }
     }
+}
+
+/// What a retried POST carries.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Form(&'a [(&'a str, &'a str)]),
+    Json(&'a serde_json::Value),
 }
 
 fn transport_failure(err: &reqwest::Error) -> Try {

@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{signature, twiml};
+use tracing::Instrument;
+
 use crate::server::admission::Promised;
+use crate::server::fail_open::{AfterStream, after_stream, random_id};
 use crate::server::{AppState, driver, transport};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
@@ -137,13 +140,6 @@ impl FromRequest<Carrier> for SignedForm {
     }
 }
 
-/// A fresh random stream token: 128 bits, single use (see [`super::admission`]).
-fn new_stream_token() -> String {
-    let mut b = [0u8; 16];
-    rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `POST /twilio/voice`: reserve a call slot and answer with `<Connect><Stream>`, or send the
 /// caller straight to a human when the line cannot take the call (model still loading, at
 /// capacity, shutting down).
@@ -166,7 +162,7 @@ pub async fn voice(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Re
         state.metrics.inc_wire_errors("wrong_account");
         return (StatusCode::FORBIDDEN, "wrong AccountSid").into_response();
     }
-    let token = new_stream_token();
+    let token = random_id();
     let refused = if state.ready() {
         let promised = Promised {
             call_sid: call_sid.to_string(),
@@ -232,65 +228,6 @@ fn bounded(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-pub(crate) fn fallback_queue(state: &AppState) -> Option<(String, String)> {
-    let plan = &state.book.dialplan;
-    let q = plan
-        .queue(&plan.fallback_queue)
-        .or_else(|| plan.queues.first())?;
-    Some((q.name.clone(), q.target.as_str().to_string()))
-}
-
-/// Builds and stores a context card from a call's stored record when the call never got
-/// one, so the agent still hears and reads what the caller already said.
-pub(crate) fn recover_card(
-    store: &crate::store::Store,
-    call_sid: &str,
-    queue: &str,
-    target: &str,
-) -> Option<serde_json::Value> {
-    let call = store.get_call(call_sid).ok().flatten()?;
-    let said: Vec<&str> = call["transcript"]
-        .as_array()?
-        .iter()
-        .filter(|l| l["speaker"] == "caller")
-        .filter_map(|l| l["text"].as_str())
-        .collect();
-    if said.is_empty() {
-        return None;
-    }
-    let quoted = said
-        .iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let last: String = said.last()?.chars().take(200).collect();
-    let id = new_stream_token();
-    let card = serde_json::json!({
-        "handoff_id": id,
-        "call_sid": call_sid,
-        "from": call["from"],
-        "to": call["to"],
-        "queue": queue,
-        "target": target,
-        "reason": "system_fault",
-        "priority": "high",
-        "intent": null,
-        "summary": format!("The automated line was cut off mid-call and could not decide; the caller had said: {quoted}"),
-        "spoken_summary": format!("A caller whose automated call was cut off. They last said: {last}"),
-        "transcript": call["transcript"],
-        "started_at": call["started_at"],
-        "handoff_at": chrono::Utc::now().to_rfc3339(),
-    });
-    let spoken = card["spoken_summary"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if let Err(e) = store.save_handoff(&id, call_sid, &card, &spoken) {
-        tracing::error!(error = %e, "cannot store the recovered context card; dialling anyway");
-    }
-    Some(card)
-}
-
 /// A `<Dial>` to the fallback queue, with the agent whisper when a handoff exists.
 fn fallback_dial(c: &Carrier, say: &str, handoff_id: Option<&str>) -> String {
     let state = &c.app;
@@ -316,68 +253,29 @@ fn fallback_dial(c: &Carrier, say: &str, handoff_id: Option<&str>) -> String {
 /// hangs up; any other ending (dropped socket, restart, fault, a transfer the REST API
 /// refused) dials a person with whatever context exists.
 pub async fn stream_ended(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Response {
-    let state = &c.app;
     let call_sid = field(&form, "CallSid").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_sid);
-    let _g = span.enter();
-    let (store, records) = (state.store.clone(), state.records.clone());
-    let sid = call_sid.clone();
-    let fallback_queue = fallback_queue(state);
-    let (outcome, card) = tokio::task::spawn_blocking(move || {
-        records.flush();
-        let outcome = store.outcome(&sid).ok().flatten();
-        let card = store.handoff_for_call(&sid).ok().flatten().or_else(|| {
-            // No card: the call was cut before any decision (a crash, kill -9, a dropped
-            // socket in the old process). Whatever the store holds still goes with the caller.
-            let (queue, target) = fallback_queue?;
-            recover_card(&store, &sid, &queue, &target)
-        });
-        (outcome, card)
-    })
-    .await
-    .unwrap_or((None, None));
-    if outcome.as_deref() == Some("self_served") {
-        tracing::info!("stream ended after goodbye: hanging up");
-        return xml(twiml::hangup());
-    }
-    // A handoff that exists but did not go through: dial its own queue target.
-    if let Some(card) = card {
-        let id = card
-            .get("handoff_id")
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        let target = card
-            .get("target")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let say = "I couldn't connect you the usual way, so I'm dialling the team directly. I've passed on what you told me.";
-        tracing::warn!(
-            ?outcome,
-            "stream ended with a handoff pending: dialling directly"
-        );
-        if !target.is_empty() {
-            let whisper = id
+    let next = after_stream(&c.app, &call_sid).instrument(span).await;
+    match next {
+        AfterStream::Hangup => xml(twiml::hangup()),
+        AfterStream::Dial {
+            say,
+            target,
+            handoff_id,
+            ..
+        } if !target.is_empty() => {
+            let whisper = handoff_id
                 .and_then(|id| c.spec.control.whisper_url(&id))
                 .unwrap_or_default();
-            return xml(twiml::transfer(
+            xml(twiml::transfer(
                 say,
                 &target,
                 target.starts_with("sip:"),
                 &whisper,
-            ));
+            ))
         }
+        AfterStream::Dial { say, .. } => xml(twiml::say(say)),
     }
-    tracing::warn!(
-        ?outcome,
-        "stream ended without a transfer or goodbye: failing open to a person"
-    );
-    state.metrics.inc_calls("stream_ended_to_human");
-    xml(fallback_dial(
-        &c,
-        "Let me connect you to someone who can help.",
-        None,
-    ))
 }
 
 /// `POST|GET /twilio/agent-whisper/{id}`: what the agent hears before the caller is bridged.

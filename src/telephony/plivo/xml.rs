@@ -1,0 +1,72 @@
+//! Plivo XML documents warmline answers with. Every interpolated string is escaped.
+
+use crate::telephony::twilio::twiml::escape;
+
+const PROLOG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+
+/// Answer: stream the caller both ways as 8 kHz μ-law; when the stream ends, Plivo runs the
+/// next element, which asks warmline what to do (the fail-open path).
+pub fn answer_stream(stream_url: &str, token: &str, after_url: &str) -> String {
+    format!(
+        r#"{PROLOG}<Response><Stream bidirectional="true" keepCallAlive="true" audioTrack="inbound" contentType="audio/x-mulaw;rate=8000" extraHeaders="token={}">{}</Stream><Redirect method="POST">{}</Redirect></Response>"#,
+        escape(token),
+        escape(stream_url),
+        escape(after_url)
+    )
+}
+
+/// Tell the caller where they are going and dial; the agent hears `confirm_sound_url`'s
+/// document on answer, and takes the call with 1.
+pub fn transfer(say: &str, target: &str, sip: bool, confirm_sound_url: &str) -> String {
+    let endpoint = if sip {
+        format!("<User>{}</User>", escape(target))
+    } else {
+        format!("<Number>{}</Number>", escape(target))
+    };
+    let confirm = if confirm_sound_url.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#" confirmSound="{}" confirmKey="1""#,
+            escape(confirm_sound_url)
+        )
+    };
+    format!(
+        "{PROLOG}<Response><Speak>{}</Speak><Dial{confirm}>{endpoint}</Dial></Response>",
+        escape(say)
+    )
+}
+
+pub fn speak(text: &str) -> String {
+    format!(
+        "{PROLOG}<Response><Speak>{}</Speak></Response>",
+        escape(text)
+    )
+}
+
+pub fn hangup() -> String {
+    format!("{PROLOG}<Response><Hangup/></Response>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_escape_what_they_carry() {
+        let a = answer_stream("wss://x/plivo/media", "t0k", "https://x/plivo/stream-ended");
+        assert!(a.contains(r#"bidirectional="true""#) && a.contains("extraHeaders=\"token=t0k\""));
+        assert!(a.contains("<Redirect method=\"POST\">https://x/plivo/stream-ended</Redirect>"));
+        let t = transfer("Bills & more <now>", "+1555", false, "https://x/w?a=1&b=2");
+        assert!(
+            t.contains("<Speak>Bills &amp; more &lt;now&gt;</Speak>"),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"confirmSound="https://x/w?a=1&amp;b=2" confirmKey="1""#),
+            "{t}"
+        );
+        assert!(t.contains("<Number>+1555</Number>"));
+        assert!(transfer("x", "sip:a@b", true, "").contains("<Dial><User>sip:a@b</User></Dial>"));
+    }
+}

@@ -1,0 +1,286 @@
+//! Plivo end to end over real sockets: a signed answer URL (`X-Plivo-Signature-V3`) answered
+//! with a bidirectional `<Stream>`; the stream spoken as Plivo speaks it (`start` with
+//! `extra_headers`, `media`, `dtmf`, `playedStream` for each `checkpoint`, `clearedAudio`);
+//! a transfer through a fake Plivo REST API (`legs=aleg`, `aleg_url`), whose document speaks
+//! to the caller and dials with the agent's confirm sound; the stream dropping and the
+//! `<Redirect>` failing open; forged signatures refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use common::twilio::{API_TOKEN, Harness, attr, get_json, start_with};
+use warmline::replay::fixture::read_ulaw;
+use warmline::telephony::plivo::signature;
+
+const AUTH_ID: &str = "MAPLIVOTESTACCOUNT01";
+const AUTH_TOKEN: &str = "plivo-auth-token-for-tests";
+
+#[derive(Clone, Default)]
+struct FakePlivo {
+    transfers: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+async fn transfer(
+    State(f): State<FakePlivo>,
+    Path((id, call)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_ID}:{AUTH_TOKEN}"))
+    );
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str())
+        || id != AUTH_ID
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    f.transfers.lock().unwrap().push((call, body));
+    StatusCode::ACCEPTED
+}
+
+async fn plivo_line() -> (Harness, FakePlivo) {
+    let fake = FakePlivo::default();
+    let app = axum::Router::new()
+        .route("/v1/Account/{id}/Call/{call}/", post(transfer))
+        .with_state(fake.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let h = start_with(|s| {
+        s.plivo_auth_id = Some(AUTH_ID.into());
+        s.plivo_auth_token = Some(AUTH_TOKEN.into());
+        s.plivo_api_base = format!("http://{addr}");
+    })
+    .await;
+    (h, fake)
+}
+
+async fn post_plivo(h: &Harness, path: &str, params: &[(&str, &str)], key: &str) -> (u16, String) {
+    let url = format!("{}{path}", h.base);
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let nonce = "28376478236478236";
+    let r = h
+        .http
+        .post(&url)
+        .header(
+            "X-Plivo-Signature-V3",
+            signature::compute(key, &url, &owned, nonce),
+        )
+        .header("X-Plivo-Signature-V3-Nonce", nonce)
+        .form(params)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Plivo's side of one stream.
+struct Stream {
+    ws: Ws,
+    events: Vec<String>,
+    chunk: u64,
+}
+
+impl Stream {
+    async fn open(h: &Harness, uuid: &str) -> Stream {
+        let (status, answer) = post_plivo(
+            h,
+            "/plivo/answer",
+            &[
+                ("CallUUID", uuid),
+                ("From", "+15551230000"),
+                ("To", "+15550009000"),
+            ],
+            AUTH_TOKEN,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains(r#"bidirectional="true""#), "{answer}");
+        let url = answer
+            .split("\">")
+            .nth(1)
+            .and_then(|r| r.split("</Stream>").next())
+            .unwrap()
+            .to_string();
+        let token = attr(&answer, "Stream", "extraHeaders");
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let mut s = Stream {
+            ws,
+            events: Vec::new(),
+            chunk: 0,
+        };
+        s.send(json!({"event": "start", "sequenceNumber": 1,
+            "start": {"callId": uuid, "streamId": format!("st-{uuid}"), "accountId": AUTH_ID,
+                      "tracks": ["inbound"], "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}},
+            "extra_headers": token}))
+            .await;
+        s
+    }
+
+    async fn send(&mut self, v: Value) {
+        let _ = self.ws.send(Message::Text(v.to_string().into())).await;
+    }
+
+    /// One 20 ms frame; answers checkpoints as Plivo does once their audio played.
+    async fn frame(&mut self, ulaw: &[u8]) {
+        self.chunk += 1;
+        self.send(json!({"event": "media", "streamId": "x",
+            "media": {"track": "inbound", "timestamp": "0", "chunk": self.chunk,
+                      "payload": base64::engine::general_purpose::STANDARD.encode(ulaw)}}))
+            .await;
+        while let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            let ev = v["event"].as_str().unwrap_or("").to_string();
+            match ev.as_str() {
+                "checkpoint" => {
+                    let name = v["name"].clone();
+                    self.send(json!({"event": "playedStream", "streamId": "x", "name": name}))
+                        .await;
+                }
+                "clearAudio" => {
+                    self.send(json!({"event": "clearedAudio", "streamId": "x"}))
+                        .await
+                }
+                "playAudio" => assert_eq!(v["media"]["contentType"], "audio/x-mulaw"),
+                other => panic!("unexpected event {other}: {t}"),
+            }
+            self.events.push(ev);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    async fn silence(&mut self, n: usize) {
+        for _ in 0..n {
+            self.frame(&[0xFF; 160]).await;
+        }
+    }
+
+    async fn speak(&mut self, fixture: &str) {
+        let audio = read_ulaw(&common::root().join("fixtures/audio").join(fixture)).unwrap();
+        for f in audio.chunks(160) {
+            self.frame(f).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plivo_call_barges_in_and_is_transferred_with_the_confirm_sound() {
+    let (h, fake) = plivo_line().await;
+    let uuid = "d1c0a7e2-0000-4000-8000-000000000001";
+    let mut s = Stream::open(&h, uuid).await;
+    s.silence(50).await;
+    assert!(s.events.iter().any(|e| e == "playAudio"), "{:?}", s.events);
+    // Talking over the greeting clears it.
+    s.speak("barge_in_agent_joe/0.wav").await;
+    assert!(
+        s.events.iter().any(|e| e == "clearAudio"),
+        "no clearAudio: {:?}",
+        s.events
+            .iter()
+            .filter(|e| *e != "playAudio")
+            .collect::<Vec<_>>()
+    );
+    let until = Instant::now() + Duration::from_secs(15);
+    let (call, body) = loop {
+        if let Some(t) = fake.transfers.lock().unwrap().first().cloned() {
+            break t;
+        }
+        assert!(Instant::now() < until, "no transfer");
+        s.silence(5).await;
+    };
+    assert_eq!(call, uuid);
+    assert_eq!(body["legs"], "aleg");
+    let doc_url = body["aleg_url"].as_str().unwrap().to_string();
+    let (status, doc) = post_plivo(
+        &h,
+        doc_url.trim_start_matches(&h.base),
+        &[("CallUUID", uuid)],
+        AUTH_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(
+        doc.contains("<Speak>") && doc.contains("<Number>+15550100000</Number>"),
+        "{doc}"
+    );
+    let confirm = attr(&doc, "Dial", "confirmSound");
+    let (status, whisper) = post_plivo(
+        &h,
+        confirm.trim_start_matches(&h.base),
+        &[("CallUUID", "agent-leg")],
+        AUTH_TOKEN,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        whisper.contains("call") && whisper.contains("Press 1"),
+        "{whisper}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, rec) = get_json(&h, &format!("/api/calls/{uuid}")).await;
+    assert_eq!(rec["handoff"]["reason"], "explicit_request", "{rec}");
+    assert_eq!(rec["from"], "+15551230000");
+    let _ = API_TOKEN;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plivo_dtmf_a_dropped_stream_and_forged_signatures() {
+    let (h, fake) = plivo_line().await;
+    // Forged: signed with the wrong token, or not at all.
+    let (status, _) = post_plivo(&h, "/plivo/answer", &[("CallUUID", "x")], "not-the-token").await;
+    assert_eq!(status, 403);
+    let r = h
+        .http
+        .post(format!("{}/plivo/answer", h.base))
+        .form(&[("CallUUID", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let uuid = "d1c0a7e2-0000-4000-8000-000000000002";
+    let mut s = Stream::open(&h, uuid).await;
+    s.silence(5).await;
+    s.send(json!({"event": "dtmf", "dtmf": {"track": "inbound", "digit": "0", "timestamp": "1"}}))
+        .await;
+    let until = Instant::now() + Duration::from_secs(5);
+    while fake.transfers.lock().unwrap().is_empty() {
+        assert!(Instant::now() < until, "DTMF 0 did not transfer");
+        s.silence(2).await;
+    }
+
+    // A dropped stream: the <Redirect> after <Stream> reaches a person with the card.
+    let uuid = "d1c0a7e2-0000-4000-8000-000000000003";
+    let mut s = Stream::open(&h, uuid).await;
+    s.silence(10).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, doc) =
+        post_plivo(&h, "/plivo/stream-ended", &[("CallUUID", uuid)], AUTH_TOKEN).await;
+    assert_eq!(status, 200);
+    assert!(
+        doc.contains("<Dial") && doc.contains("/plivo/agent-whisper/"),
+        "{doc}"
+    );
+}
