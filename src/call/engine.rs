@@ -13,7 +13,7 @@ use crate::analysis::intent::{self, IntentSpec};
 use crate::analysis::language::{self, Foreign};
 use crate::analysis::numbers::{self, Facts};
 use crate::analysis::tone::{ToneLabel, ToneTracker};
-use crate::analysis::{agent_request, sentiment};
+use crate::analysis::{agent_request, feedback, sentiment};
 use crate::audio::Prosody;
 use crate::audio::error::AudioError;
 use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance};
@@ -134,6 +134,13 @@ pub struct Engine {
     last_activity: Millis,
     silence_prompts: u32,
     counters: CallCounters,
+    /// When the caller last got somewhere (the call began, or a self-serve answer they did
+    /// not reject): the no-progress clock runs from here.
+    progress_at: Millis,
+    /// `progress_at` before the latest answer, restored if the caller rejects that answer.
+    progress_before_answer: Millis,
+    /// The self-serve answer given in reply to the caller's previous turn, if any.
+    last_answer: Option<String>,
     tone: ToneTracker,
     facts: Facts,
     intent: Option<String>,
@@ -165,6 +172,9 @@ impl Engine {
             last_activity: 0,
             silence_prompts: 0,
             counters: CallCounters::default(),
+            progress_at: 0,
+            progress_before_answer: 0,
+            last_answer: None,
             tone: ToneTracker::default(),
             facts: Facts::default(),
             intent: None,
@@ -196,6 +206,8 @@ impl Engine {
     pub fn start(&mut self, now: Millis) -> Vec<Action> {
         let mut out = Vec::new();
         self.last_activity = now;
+        self.progress_at = now;
+        self.progress_before_answer = now;
         let greeting = self.book.dialplan.greeting.clone();
         self.play(&greeting, now, &mut out);
         out
@@ -380,6 +392,17 @@ impl Engine {
     }
 
     fn on_tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.stalled(now) {
+            self.decision(
+                now,
+                "no_progress",
+                "too long in automation without getting anywhere",
+                out,
+            );
+            let reason = self.counters.stall_reason();
+            self.transfer(reason, Priority::Normal, now, out);
+            return;
+        }
         if let Some(p) = &self.playing {
             if now >= p.started + p.duration + MARK_GRACE_MS {
                 tracing::warn!(call_sid = %self.info.call_sid, mark = %p.mark, "mark never echoed");
@@ -403,8 +426,12 @@ impl Engine {
             return;
         }
         self.silence_prompts += 1;
-        if self.silence_prompts == 1 {
+        let esc = &self.book.dialplan.escalation;
+        if self.silence_prompts == 1 && self.counters.no_progress < esc.no_progress_limit {
             self.decision(now, "silence", "no answer from the caller", out);
+            self.counters.no_progress += 1;
+            self.tried
+                .push("asked whether the caller was still there".into());
             self.play("still_there", now, out);
         } else {
             self.decision(now, "silence", "no answer after a reprompt", out);
@@ -466,8 +493,9 @@ impl Engine {
         }
         let mut signals = self.signals(&text, t.confidence, prosody.as_ref());
         signals.foreign_language = foreign.is_some();
+        self.counters.stalled_ms = now.saturating_sub(self.progress_at);
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
-        self.absorb(&signals, &decision, &text);
+        self.absorb(&signals, &decision, &text, now);
         self.decision(now, decision_name(&decision), &text, out);
         self.silence_prompts = 0;
         let upset = self.upset();
@@ -517,6 +545,7 @@ impl Engine {
                 self.tried.push(format!("answered the {answer} question"));
                 let id = self.variant(&prompt, upset);
                 self.play(&id, now, out);
+                self.last_answer = Some(answer);
             }
             Decision::Goodbye => {
                 let id = self.book.dialplan.goodbye_prompt.clone();
@@ -531,7 +560,11 @@ impl Engine {
                 let id = self.variant("clarify", upset);
                 self.play(&id, now, out);
             }
-            Decision::RepeatPlease => self.play("repeat_unclear", now, out),
+            Decision::RepeatPlease => {
+                self.tried
+                    .push("asked the caller to say it again (unclear line)".into());
+                self.play("repeat_unclear", now, out)
+            }
             Decision::Ignore => {
                 if let Some(prompt) = self.interrupted.take() {
                     self.play(&prompt, now, out);
@@ -548,6 +581,15 @@ impl Engine {
             };
         }
         let request = agent_request::detect(text);
+        let answered = self.last_answer.take();
+        let rejects_answer = answered.is_some() && feedback::rejects_answer(text);
+        if let (true, Some(answer)) = (rejects_answer, &answered) {
+            self.tried.push(format!(
+                "the caller said the {answer} answer was not what they asked"
+            ));
+        }
+        // "Anything else?" "No." is the caller saying they are done.
+        let done_after_answer = answered.is_some() && feedback::plain_no(text);
         let lexical = sentiment::lexical(text);
         let turn_tone = self.tone.observe(&lexical, prosody);
         let first = self
@@ -556,18 +598,27 @@ impl Engine {
             .first()
             .copied()
             .unwrap_or(turn_tone.score);
-        let answer = intent::classify(text, &self.book.answers).and_then(|m| {
-            let a = self
-                .book
-                .dialplan
-                .answers
-                .iter()
-                .find(|a| a.name == m.name)?;
-            Some((a.name.clone(), a.prompt.clone(), m.score))
-        });
+        let answer = intent::classify(text, &self.book.answers)
+            .and_then(|m| {
+                let a = self
+                    .book
+                    .dialplan
+                    .answers
+                    .iter()
+                    .find(|a| a.name == m.name)?;
+                Some((a.name.clone(), a.prompt.clone(), m.score))
+            })
+            .or_else(|| {
+                let said = crate::analysis::text::words(text).join(" ");
+                let a = self.book.dialplan.answers.iter().find(|a| {
+                    a.alone
+                        .iter()
+                        .any(|p| crate::analysis::text::words(p).join(" ") == said)
+                })?;
+                Some((a.name.clone(), a.prompt.clone(), 1.0))
+            });
         TurnSignals {
             agent_requests: if request.declined { 0 } else { request.count },
-            declined_agent: request.declined,
             strong_negative: lexical.strong_negative,
             repeat_contact: lexical.repeat_contact,
             tone_score: turn_tone.score,
@@ -576,17 +627,23 @@ impl Engine {
             intent: intent::classify(text, &self.book.intents)
                 .map(|m| (m.name.to_string(), m.score)),
             answer,
-            goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
+            goodbye: done_after_answer
+                || intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
             confidence,
             empty: false,
             foreign_language: false,
+            words: text.split_whitespace().count(),
+            rejects_answer,
         }
     }
 
     /// Folds one turn into what the call has seen.
-    fn absorb(&mut self, s: &TurnSignals, decision: &Decision, text: &str) {
+    fn absorb(&mut self, s: &TurnSignals, decision: &Decision, text: &str, now: Millis) {
         if s.empty {
             return;
+        }
+        if s.rejects_answer {
+            self.progress_at = self.progress_before_answer;
         }
         self.counters.agent_requests += s.agent_requests;
         self.counters.repeat_contact |= s.repeat_contact;
@@ -599,13 +656,31 @@ impl Engine {
             self.gist = Some(shorten(text, 16));
         }
         match decision {
-            Decision::Clarify => self.counters.not_understood += 1,
-            Decision::RepeatPlease => self.counters.low_confidence += 1,
+            Decision::Clarify => {
+                self.counters.not_understood += 1;
+                self.counters.no_progress += 1;
+            }
+            Decision::RepeatPlease => {
+                self.counters.low_confidence += 1;
+                self.counters.no_progress += 1;
+            }
+            Decision::Answer { .. } => {
+                self.progress_before_answer = self.progress_at;
+                self.progress_at = now;
+            }
             _ => {}
         }
         if s.strong_negative || s.tone_score < 0.0 {
             self.gist = Some(shorten(text, 16));
         }
+    }
+
+    /// Whether the caller has been in automation too long without getting anywhere. A
+    /// goodbye that is playing or a transfer that is waiting already ends the call.
+    fn stalled(&self, now: Millis) -> bool {
+        self.goodbye_mark.is_none()
+            && self.held.is_none()
+            && now >= self.progress_at + self.book.dialplan.escalation.no_progress_ms
     }
 
     fn has_id_fact(&self) -> bool {
