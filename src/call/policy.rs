@@ -84,6 +84,9 @@ pub struct TurnSignals {
     pub foreign_language: bool,
     /// Words in the transcript.
     pub words: usize,
+    /// The transcript is nothing but a request for a person ("Agent.", or a known mishearing
+    /// of one said alone).
+    pub lone_request: bool,
     /// The caller says the answer they were just given is not what they asked.
     pub rejects_answer: bool,
 }
@@ -150,7 +153,11 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
     let trusted = confident || turn.words <= SHORT_UTTERANCE_WORDS;
     // "…the main operator…" inside a low-confidence sentence of nonsense is a hallucinated
     // keyword, not a request: that turn is unclear, and the budget still gets them a person.
-    let asked = if trusted { turn.agent_requests } else { 0 };
+    let asked = if trusted || turn.lone_request {
+        turn.agent_requests
+    } else {
+        0
+    };
     let requests = seen.agent_requests + asked;
     let repeat_contact = seen.repeat_contact || turn.repeat_contact;
     let angry = turn.strong_negative
@@ -193,8 +200,11 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
     // address for returns" is a question, "change my address" is an account change. It needs
     // a confident transcript: a mumbling caller gets asked again, not the opening hours.
     let intent_score = turn.intent.as_ref().map_or(0.0, |i| i.1);
+    // One word ("Hours.") is answered at any confidence: tiny.en is never sure of a lone word,
+    // and a wrong answer to one word costs the caller a "no" that the budget counts.
     let answerable = (turn.confidence >= esc.answer_min_confidence
-        || (confident && turn.words <= SHORT_UTTERANCE_WORDS))
+        || (confident && turn.words <= SHORT_UTTERANCE_WORDS)
+        || turn.words == 1)
         && !turn.rejects_answer;
     if let Some((answer, prompt, score)) = &turn.answer
         && answerable

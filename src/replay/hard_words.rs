@@ -60,6 +60,10 @@ pub struct ClipResult {
     pub on_the_turn: bool,
     /// The engine or the audio failed.
     pub error: Option<String>,
+    /// Transcriptions the call needed (a second pass makes two for one utterance) and their
+    /// wall-clock time.
+    pub stt_calls: u32,
+    pub stt_ms: u64,
 }
 
 impl ClipResult {
@@ -133,6 +137,8 @@ pub fn run_clip(
         transfer_reason: None,
         on_the_turn: false,
         error: None,
+        stt_calls: 0,
+        stt_ms: 0,
     };
     let outcome = match sim::run(&fixture, book, stt) {
         Ok(o) => o,
@@ -141,6 +147,8 @@ pub fn run_clip(
             return result;
         }
     };
+    result.stt_calls = outcome.stt_calls;
+    result.stt_ms = outcome.stt_wall_ms;
     let spoke_at = outcome
         .transcript
         .iter()
@@ -233,6 +241,29 @@ impl fmt::Display for HardWords {
             "short non-request     {:>6}   false transfers of {others}",
             self.false_transfers().len()
         )?;
+        let calls: u32 = self.results.iter().map(|r| r.stt_calls).sum();
+        let ms: u64 = self.results.iter().map(|r| r.stt_ms).sum();
+        writeln!(
+            f,
+            "speech-to-text        {calls} transcriptions for {} clips, {ms} ms in all",
+            self.results.len()
+        )?;
+        let mut by_engine: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for r in self.requests() {
+            let engine = r.clip.voice.split('_').next().unwrap_or("");
+            let e = by_engine.entry(engine).or_default();
+            e.1 += 1;
+            if r.recognized() {
+                e.0 += 1;
+            }
+        }
+        for (engine, (ok, n)) in &by_engine {
+            writeln!(
+                f,
+                "  escape words, {engine:<8} {ok:>3}/{n} ({:.1} %)",
+                100.0 * *ok as f64 / *n as f64
+            )?;
+        }
         let mut by_word: BTreeMap<(bool, &str), (usize, usize)> = BTreeMap::new();
         for r in &self.results {
             let e = by_word
