@@ -520,15 +520,15 @@ fn check(steps: &[Step], call: &Call) -> Vec<String> {
         if end_step.is_some_and(|e| i > e) {
             break;
         }
-        let urgent = match s {
-            Step::Press('0') => true,
-            Step::Say {
-                kind: Kind::Request,
-                heard: Heard::Text(..),
-                ..
-            } => true,
-            _ => false,
-        };
+        let urgent = matches!(
+            s,
+            Step::Press('0')
+                | Step::Say {
+                    kind: Kind::Request,
+                    heard: Heard::Text(..),
+                    ..
+                }
+        );
         let transferred_here = matches!(&call.end, Some(End::Transfer { step, .. }) if *step == i);
         if urgent && !transferred_here {
             broken.push(format!(
@@ -634,7 +634,9 @@ fn hello_then_ours_is_answered_not_transferred() {
     assert_eq!(check(&steps, &call), Vec::<String>::new());
     assert_eq!(call.end, Some(End::Goodbye), "{:?}", call.decisions);
     assert!(
-        call.decisions.iter().any(|(i, d, _)| *i == 1 && d == "answer"),
+        call.decisions
+            .iter()
+            .any(|(i, d, _)| *i == 1 && d == "answer"),
         "{:?}",
         call.decisions
     );
@@ -643,7 +645,11 @@ fn hello_then_ours_is_answered_not_transferred() {
 #[test]
 fn a_keyword_in_low_confidence_nonsense_is_not_an_explicit_request() {
     let steps = [
-        say(Kind::Garbage, "you can go to the main operator for the view", 0.25),
+        say(
+            Kind::Garbage,
+            "you can go to the main operator for the view",
+            0.25,
+        ),
         say(Kind::Garbage, "the double, uh, PSM event", 0.3),
     ];
     let mut call = Call::new();
