@@ -51,7 +51,8 @@ PIPELINE = "warmline-fixtures-v1"  # bump to force a full re-render when the cha
 FRAME = 160  # 20 ms at 8 kHz
 
 CATEGORIES = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "self_serve", "unsupported_language",
-              "queue_routing", "trap", "not_understood", "barge_in", "facts"}
+              "queue_routing", "trap", "not_understood", "barge_in", "facts",
+              "no_progress", "single_word", "short_non_request"}
 REASONS = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "not_understood",
            "low_confidence", "unsupported_language", "dialplan"}
 QUEUES = {"billing", "orders", "technical", "general"}

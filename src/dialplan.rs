@@ -64,6 +64,9 @@ pub struct Answer {
     pub name: String,
     pub prompt: String,
     pub phrases: Vec<String>,
+    /// How the model mishears the question when it is said on its own ("Hours." → "Ours."):
+    /// they count only as the whole utterance, never inside a sentence.
+    pub alone: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +86,18 @@ pub struct Escalation {
     pub worsening_delta: f32,
     #[serde(default = "defaults::silence_reprompt_ms")]
     pub silence_reprompt_ms: u64,
+    /// Turns that did not move the caller forward (a repeat-please, a clarifying question, a
+    /// silence reprompt, an answer the caller rejected) tolerated per call; the next one goes
+    /// to a person.
+    #[serde(default = "defaults::no_progress_limit")]
+    pub no_progress_limit: u32,
+    /// Longest time in automation without progress before a person takes over.
+    #[serde(default = "defaults::no_progress_ms")]
+    pub no_progress_ms: u64,
+    /// Mean token probability a self-serve answer needs: an answer given to a garbled
+    /// transcript is a wrong answer read out with confidence.
+    #[serde(default = "defaults::answer_min_confidence")]
+    pub answer_min_confidence: f32,
 }
 
 mod defaults {
@@ -107,6 +122,15 @@ mod defaults {
     pub fn silence_reprompt_ms() -> u64 {
         10_000
     }
+    pub fn no_progress_limit() -> u32 {
+        2
+    }
+    pub fn no_progress_ms() -> u64 {
+        45_000
+    }
+    pub fn answer_min_confidence() -> f32 {
+        0.55
+    }
 }
 
 impl Default for Escalation {
@@ -119,6 +143,9 @@ impl Default for Escalation {
             negative_threshold: defaults::negative_threshold(),
             worsening_delta: defaults::worsening_delta(),
             silence_reprompt_ms: defaults::silence_reprompt_ms(),
+            no_progress_limit: defaults::no_progress_limit(),
+            no_progress_ms: defaults::no_progress_ms(),
+            answer_min_confidence: defaults::answer_min_confidence(),
         }
     }
 }
@@ -181,6 +208,8 @@ struct RawAnswer {
     name: Spanned<String>,
     prompt: Spanned<String>,
     phrases: Spanned<Vec<String>>,
+    #[serde(default)]
+    alone: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -323,6 +352,7 @@ impl Dialplan {
                 name: a.name.into_inner(),
                 prompt: a.prompt.into_inner(),
                 phrases: a.phrases.into_inner(),
+                alone: a.alone,
             });
         }
         check_prompt(&raw.goodbye.prompt)?;

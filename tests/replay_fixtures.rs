@@ -121,6 +121,16 @@ fn labeled_evaluation_meets_quality_thresholds() {
         ev.fact_recall()
     );
     assert!(
+        ev.reason_accuracy() >= 0.95,
+        "reason accuracy {:.3} < 0.95\n{ev}",
+        ev.reason_accuracy()
+    );
+    for (category, label) in replay::eval::PROMISE_ROWS {
+        let (ok, n, _) = ev.categories.get(*category).copied().unwrap_or_default();
+        assert!(n >= 3, "only {n} fixture calls for {label}");
+        assert_eq!(ok, n, "{label}: {ok}/{n} met every expectation\n{ev}");
+    }
+    assert!(
         ev.priority_accuracy() >= 0.9,
         "priority accuracy {:.3} < 0.9\n{ev}",
         ev.priority_accuracy()

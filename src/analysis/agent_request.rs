@@ -252,10 +252,78 @@ pub fn detect(text: &str) -> AgentRequest {
         out.count += if restated { n - 1 } else { n };
         last = Some((clause.sentence, verb));
     }
-    if out.count == 0 && !out.declined && rejects_machine(text) {
+    if out.count == 0 && !out.declined && (rejects_machine(text) || misheard_alone(text)) {
         out.count = 1;
     }
     out
+}
+
+/// How tiny.en hears an escape word said on its own over a phone line, measured on real and
+/// synthetic callers (`tests/hard_words.rs`): "Agent." → "Ages", "and it's an"; "Person." →
+/// "Persian"; "Someone." → "Sun one". They count only as the whole utterance: inside a
+/// sentence they are ordinary words.
+const MISHEARD_ALONE: &[&str] = &[
+    "ages",
+    "aged",
+    "asian",
+    "and it's an",
+    "and its an",
+    "a gent",
+    "agents",
+    "agent's",
+    "a jent",
+    "persian",
+    "poison",
+    "sun one",
+    "some one",
+    "somewhat one",
+    "of theator",
+    "operate her",
+    "opera tour",
+    "you man",
+    "hugh man",
+];
+
+/// "Reppin now it's a div", "Reppering at a bit", "Re-pre-ment, okay": "Representative." said
+/// alone, its first syllables heard and the rest garbled. No English word a caller would say
+/// alone starts this way.
+const REPRESENTATIVE_STARTS: &[&str] = &["repp", "repre", "reper", "re pre", "re-pre"];
+
+/// Whether `text` is nothing but a request for a person: an escape word alone ("Agent.",
+/// "a person, please"), or a known mishearing of one. Such an utterance is trusted at any
+/// confidence: there is no sentence around it that the keyword could be hallucinated from.
+pub fn is_lone_request(text: &str) -> bool {
+    if misheard_alone(text) {
+        return true;
+    }
+    let words = text::words(text);
+    let mentions = mentions(&words);
+    !mentions.is_empty()
+        && words.len() <= 4
+        && words.iter().enumerate().all(|(i, w)| {
+            mentions.iter().any(|m| (m.start..m.end).contains(&i))
+                || matches!(
+                    w.as_str(),
+                    "a" | "an" | "the" | "please" | "um" | "uh" | "just" | "oh" | "now"
+                )
+        })
+        && detect(text).count > 0
+}
+
+/// Whether the whole utterance is a known mishearing of a single escape word.
+fn misheard_alone(text: &str) -> bool {
+    let words = text::words(text);
+    if words.is_empty() || words.len() > 6 {
+        return false;
+    }
+    let said = words.join(" ");
+    if words.len() <= 3 && MISHEARD_ALONE.contains(&said.as_str()) {
+        return true;
+    }
+    let raw = text
+        .trim_start_matches(|c: char| !c.is_alphabetic())
+        .to_lowercase();
+    REPRESENTATIVE_STARTS.iter().any(|p| raw.starts_with(p))
 }
 
 /// Machines a caller may refuse to talk to.
@@ -480,6 +548,12 @@ mod tests {
             "I don't want to talk to a robot.",
             "No more machines, please.",
             "I'm sick of this automated system",
+            "Ages.",
+            "and it's an",
+            "Persian.",
+            "Sun one.",
+            "Reppering at a bit.",
+            "Re-pre-ment, okay.",
         ];
         for text in cases {
             let r = detect(text);
@@ -516,6 +590,24 @@ mod tests {
             "are you a robot?",
             "I got through to someone yesterday but they hung up",
             "",
+            // Short words that sound like an escape word but ask for no one.
+            "Agenda.",
+            "again",
+            "Urgent.",
+            "Oh, gents.",
+            "at Jen's Watch.",
+            "Operation.",
+            "Yes.",
+            "No.",
+            "Thanks.",
+            "Hours.",
+            "Perfect.",
+            "Come on.",
+            "Repair.",
+            "I need a repair.",
+            "the ages of my kids are on the account",
+            "my Persian rug never arrived",
+            "I'm calling about the reply you sent",
         ];
         for text in cases {
             let r = detect(text);
@@ -579,6 +671,31 @@ mod tests {
                 declined: true
             }
         );
+    }
+
+    #[test]
+    fn lone_requests_are_only_the_request() {
+        for t in [
+            "Agent.",
+            "Operator. Operator.",
+            "a person, please",
+            "Representative.",
+            "Ages.",
+            "Reppin now it's a div",
+            "Someone.",
+        ] {
+            assert!(is_lone_request(t), "{t:?}");
+        }
+        for t in [
+            "A gents watch.",
+            "Agents. Watch.",
+            "I want an agent for my bill",
+            "my travel agent",
+            "Agenda.",
+            "",
+        ] {
+            assert!(!is_lone_request(t), "{t:?}");
+        }
     }
 
     #[test]

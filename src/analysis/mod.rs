@@ -1,6 +1,7 @@
 //! Understanding what a caller said: intent, requests for a person, tone, spoken facts.
 
 pub mod agent_request;
+pub mod feedback;
 pub mod intent;
 pub mod language;
 pub mod numbers;

@@ -13,13 +13,14 @@ use crate::analysis::intent::{self, IntentSpec};
 use crate::analysis::language::{self, Foreign};
 use crate::analysis::numbers::{self, Facts};
 use crate::analysis::tone::{ToneLabel, ToneTracker};
-use crate::analysis::{agent_request, sentiment};
+use crate::analysis::{agent_request, feedback, sentiment};
 use crate::audio::Prosody;
 use crate::audio::error::AudioError;
 use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance};
 use crate::dialplan::{Dialplan, Target};
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::PromptLibrary;
+use crate::stt::SHORT_PASS_PROMPT;
 
 /// Everything calls on one line share: dialplan, prompts, and what is derived from them once.
 #[derive(Debug)]
@@ -63,6 +64,22 @@ const MARK_GRACE_MS: Millis = 3_000;
 /// case they are only pausing between sentences: "My internet keeps dropping. [pause] My
 /// account number is…". Urgent transfers never wait.
 const CONTINUATION_MS: Millis = 700;
+
+/// Utterances up to this long (16 kHz samples, 2.5 s) get a second pass when unclear: one or
+/// two words, where tiny.en is weakest.
+const SHORT_PASS_MAX_SAMPLES: usize = 40_000;
+
+/// A first pass at or above this confidence is taken as heard.
+const SHORT_PASS_BELOW_CONFIDENCE: f32 = 0.7;
+
+/// The second pass's escape word must be this sure: the prompt makes Whisper say its words.
+const SHORT_PASS_MIN_CONFIDENCE: f32 = 0.5;
+
+/// Whether a second-pass transcript is one escape word (perhaps repeated), and sure of it.
+fn is_lone_escape_word(t: &Transcript) -> bool {
+    t.confidence >= SHORT_PASS_MIN_CONFIDENCE
+        && agent_request::is_lone_request(&clean_transcript(&t.text))
+}
 
 /// The transcript line for speech Whisper heard as another language.
 const FOREIGN_SPEECH_LINE: &str = "[speaking a language other than English]";
@@ -118,6 +135,9 @@ pub struct Engine {
     /// A prompt the caller talked over, replayed if what they said turns out to be noise.
     interrupted: Option<String>,
     goodbye_mark: Option<String>,
+    /// The goodbye has played, but the caller was talking over it: what they said is heard
+    /// before hanging up ("wait — agent!").
+    goodbye_played: bool,
     next_mark: u32,
     next_utterance: u64,
     /// Utterances sent for transcription, by id: how they sounded, when their end was detected.
@@ -134,6 +154,18 @@ pub struct Engine {
     last_activity: Millis,
     silence_prompts: u32,
     counters: CallCounters,
+    /// When the caller last got somewhere (the call began, or a self-serve answer they did
+    /// not reject): the no-progress clock runs from here.
+    progress_at: Millis,
+    /// `progress_at` before the latest answer, restored if the caller rejects that answer.
+    progress_before_answer: Millis,
+    /// The self-serve answer given in reply to the caller's previous turn, if any.
+    last_answer: Option<String>,
+    /// Audio of short utterances, by id, until their transcript is in: one that says nothing
+    /// understood is heard again with the escape-word vocabulary.
+    short_audio: BTreeMap<u64, (Vec<f32>, Millis)>,
+    /// First-pass transcripts of utterances being heard a second time.
+    first_pass: BTreeMap<u64, Transcript>,
     tone: ToneTracker,
     facts: Facts,
     intent: Option<String>,
@@ -154,6 +186,7 @@ impl Engine {
             playing: None,
             interrupted: None,
             goodbye_mark: None,
+            goodbye_played: false,
             next_mark: 0,
             next_utterance: 0,
             pending: BTreeMap::new(),
@@ -165,6 +198,11 @@ impl Engine {
             last_activity: 0,
             silence_prompts: 0,
             counters: CallCounters::default(),
+            progress_at: 0,
+            progress_before_answer: 0,
+            last_answer: None,
+            short_audio: BTreeMap::new(),
+            first_pass: BTreeMap::new(),
             tone: ToneTracker::default(),
             facts: Facts::default(),
             intent: None,
@@ -196,6 +234,8 @@ impl Engine {
     pub fn start(&mut self, now: Millis) -> Vec<Action> {
         let mut out = Vec::new();
         self.last_activity = now;
+        self.progress_at = now;
+        self.progress_before_answer = now;
         let greeting = self.book.dialplan.greeting.clone();
         self.play(&greeting, now, &mut out);
         out
@@ -279,6 +319,10 @@ impl Engine {
             None => self.next_id(),
         };
         self.pending.insert(id, (u.prosody, now));
+        if u.samples.len() <= SHORT_PASS_MAX_SAMPLES {
+            self.short_audio
+                .insert(id, (u.samples.clone(), speech_ended));
+        }
         match early.map(|e| e.result) {
             Some(Some(result)) => {
                 self.arrived.insert(id, result);
@@ -375,11 +419,32 @@ impl Engine {
             self.last_activity = now;
         }
         if self.goodbye_mark.as_deref() == Some(name) {
-            self.hang_up(now, out);
+            if self.caller_still_talking() {
+                self.goodbye_played = true;
+            } else {
+                self.hang_up(now, out);
+            }
         }
     }
 
     fn on_tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.goodbye_played {
+            if !self.caller_still_talking() {
+                self.hang_up(now, out);
+            }
+            return;
+        }
+        if self.stalled(now) {
+            self.decision(
+                now,
+                "no_progress",
+                "too long in automation without getting anywhere",
+                out,
+            );
+            let reason = self.counters.stall_reason();
+            self.transfer(reason, Priority::Normal, now, out);
+            return;
+        }
         if let Some(p) = &self.playing {
             if now >= p.started + p.duration + MARK_GRACE_MS {
                 tracing::warn!(call_sid = %self.info.call_sid, mark = %p.mark, "mark never echoed");
@@ -403,8 +468,12 @@ impl Engine {
             return;
         }
         self.silence_prompts += 1;
-        if self.silence_prompts == 1 {
+        let esc = &self.book.dialplan.escalation;
+        if self.silence_prompts == 1 && self.counters.no_progress < esc.no_progress_limit {
             self.decision(now, "silence", "no answer from the caller", out);
+            self.counters.no_progress += 1;
+            self.tried
+                .push("asked whether the caller was still there".into());
             self.play("still_there", now, out);
         } else {
             self.decision(now, "silence", "no answer after a reprompt", out);
@@ -417,12 +486,81 @@ impl Engine {
             let Some(result) = self.arrived.remove(&id) else {
                 break;
             };
+            let Some(result) = self.second_pass(id, result, now, out) else {
+                // Heard again; the turn waits for that.
+                break;
+            };
             let (prosody, detected) = self.pending.remove(&id).unwrap_or_default();
             self.on_turn(result, Some(prosody), detected, now, out);
             if self.done {
                 return;
             }
         }
+    }
+
+    /// Short utterances that meant nothing on the first pass are heard once more with the
+    /// escape-word vocabulary as Whisper's prompt; only an escape word from that pass is taken.
+    /// `None` while the second pass runs.
+    fn second_pass(
+        &mut self,
+        id: u64,
+        result: Result<Transcript, SttFailure>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Option<Result<Transcript, SttFailure>> {
+        if let Some(first) = self.first_pass.remove(&id) {
+            let again = match result {
+                Ok(t) if is_lone_escape_word(&t) => t,
+                // A failed second pass costs the caller nothing: the first one stands.
+                _ => return Some(Ok(first)),
+            };
+            self.decision(
+                now,
+                "second_pass",
+                &format!("heard {:?}, then {:?}", first.text, again.text),
+                out,
+            );
+            return Some(Ok(again));
+        }
+        let audio = self.short_audio.remove(&id);
+        let Ok(t) = &result else {
+            return Some(result);
+        };
+        let Some((samples, speech_ended)) = audio else {
+            return Some(result);
+        };
+        if !self.worth_a_second_pass(t) {
+            return Some(result);
+        }
+        self.first_pass.insert(id, t.clone());
+        out.push(Action::Transcribe {
+            utterance: id,
+            samples,
+            initial_prompt: SHORT_PASS_PROMPT.into(),
+            speech_ended,
+            early: false,
+        });
+        None
+    }
+
+    /// A first pass that heard words but nothing warmline understands, without confidence.
+    fn worth_a_second_pass(&self, t: &Transcript) -> bool {
+        let text = clean_transcript(&t.text);
+        // An empty first pass is noise more often than speech, and a prompted Whisper fills
+        // noise with its prompt: that would put callers through for a cough.
+        if text.is_empty() || t.confidence >= SHORT_PASS_BELOW_CONFIDENCE {
+            return false;
+        }
+        if language::detect(&t.text).is_some() {
+            return false;
+        }
+        let request = agent_request::detect(&text);
+        let plan = &self.book.dialplan;
+        request.count == 0
+            && !request.declined
+            && intent::classify(&text, &self.book.intents).is_none()
+            && intent::classify(&text, &self.book.answers).is_none()
+            && !intent::matches_any(&text, &plan.goodbye_phrases)
     }
 
     fn on_turn(
@@ -466,10 +604,18 @@ impl Engine {
         }
         let mut signals = self.signals(&text, t.confidence, prosody.as_ref());
         signals.foreign_language = foreign.is_some();
+        self.counters.stalled_ms = now.saturating_sub(self.progress_at);
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
-        self.absorb(&signals, &decision, &text);
+        self.absorb(&signals, &decision, &text, now);
         self.decision(now, decision_name(&decision), &text, out);
         self.silence_prompts = 0;
+        if self.goodbye_mark.is_some() && !matches!(decision, Decision::Transfer { .. }) {
+            // Said over the goodbye and not a reason to stay: the call ends as agreed.
+            if self.goodbye_played && !self.caller_still_talking() {
+                self.hang_up(now, out);
+            }
+            return;
+        }
         let upset = self.upset();
         if let Some(held) = self.held.take() {
             // The caller went on talking: their facts are merged. Something urgent acts now;
@@ -517,6 +663,7 @@ impl Engine {
                 self.tried.push(format!("answered the {answer} question"));
                 let id = self.variant(&prompt, upset);
                 self.play(&id, now, out);
+                self.last_answer = Some(answer);
             }
             Decision::Goodbye => {
                 let id = self.book.dialplan.goodbye_prompt.clone();
@@ -531,7 +678,11 @@ impl Engine {
                 let id = self.variant("clarify", upset);
                 self.play(&id, now, out);
             }
-            Decision::RepeatPlease => self.play("repeat_unclear", now, out),
+            Decision::RepeatPlease => {
+                self.tried
+                    .push("asked the caller to say it again (unclear line)".into());
+                self.play("repeat_unclear", now, out)
+            }
             Decision::Ignore => {
                 if let Some(prompt) = self.interrupted.take() {
                     self.play(&prompt, now, out);
@@ -548,6 +699,15 @@ impl Engine {
             };
         }
         let request = agent_request::detect(text);
+        let answered = self.last_answer.take();
+        let rejects_answer = answered.is_some() && feedback::rejects_answer(text);
+        if let (true, Some(answer)) = (rejects_answer, &answered) {
+            self.tried.push(format!(
+                "the caller said the {answer} answer was not what they asked"
+            ));
+        }
+        // "Anything else?" "No." is the caller saying they are done.
+        let done_after_answer = answered.is_some() && feedback::plain_no(text);
         let lexical = sentiment::lexical(text);
         let turn_tone = self.tone.observe(&lexical, prosody);
         let first = self
@@ -556,18 +716,27 @@ impl Engine {
             .first()
             .copied()
             .unwrap_or(turn_tone.score);
-        let answer = intent::classify(text, &self.book.answers).and_then(|m| {
-            let a = self
-                .book
-                .dialplan
-                .answers
-                .iter()
-                .find(|a| a.name == m.name)?;
-            Some((a.name.clone(), a.prompt.clone(), m.score))
-        });
+        let answer = intent::classify(text, &self.book.answers)
+            .and_then(|m| {
+                let a = self
+                    .book
+                    .dialplan
+                    .answers
+                    .iter()
+                    .find(|a| a.name == m.name)?;
+                Some((a.name.clone(), a.prompt.clone(), m.score))
+            })
+            .or_else(|| {
+                let said = crate::analysis::text::words(text).join(" ");
+                let a = self.book.dialplan.answers.iter().find(|a| {
+                    a.alone
+                        .iter()
+                        .any(|p| crate::analysis::text::words(p).join(" ") == said)
+                })?;
+                Some((a.name.clone(), a.prompt.clone(), 1.0))
+            });
         TurnSignals {
             agent_requests: if request.declined { 0 } else { request.count },
-            declined_agent: request.declined,
             strong_negative: lexical.strong_negative,
             repeat_contact: lexical.repeat_contact,
             tone_score: turn_tone.score,
@@ -576,17 +745,24 @@ impl Engine {
             intent: intent::classify(text, &self.book.intents)
                 .map(|m| (m.name.to_string(), m.score)),
             answer,
-            goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
+            goodbye: done_after_answer
+                || intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
             confidence,
             empty: false,
             foreign_language: false,
+            words: crate::analysis::text::words(text).len(),
+            lone_request: agent_request::is_lone_request(text),
+            rejects_answer,
         }
     }
 
     /// Folds one turn into what the call has seen.
-    fn absorb(&mut self, s: &TurnSignals, decision: &Decision, text: &str) {
+    fn absorb(&mut self, s: &TurnSignals, decision: &Decision, text: &str, now: Millis) {
         if s.empty {
             return;
+        }
+        if s.rejects_answer {
+            self.progress_at = self.progress_before_answer;
         }
         self.counters.agent_requests += s.agent_requests;
         self.counters.repeat_contact |= s.repeat_contact;
@@ -599,13 +775,36 @@ impl Engine {
             self.gist = Some(shorten(text, 16));
         }
         match decision {
-            Decision::Clarify => self.counters.not_understood += 1,
-            Decision::RepeatPlease => self.counters.low_confidence += 1,
+            Decision::Clarify => {
+                self.counters.not_understood += 1;
+                self.counters.no_progress += 1;
+            }
+            Decision::RepeatPlease => {
+                self.counters.low_confidence += 1;
+                self.counters.no_progress += 1;
+            }
+            Decision::Answer { .. } => {
+                self.progress_before_answer = self.progress_at;
+                self.progress_at = now;
+            }
             _ => {}
         }
         if s.strong_negative || s.tone_score < 0.0 {
             self.gist = Some(shorten(text, 16));
         }
+    }
+
+    /// The caller is speaking, or something they said is still being transcribed.
+    fn caller_still_talking(&self) -> bool {
+        self.in_speech || !self.pending.is_empty()
+    }
+
+    /// Whether the caller has been in automation too long without getting anywhere. A
+    /// goodbye that is playing or a transfer that is waiting already ends the call.
+    fn stalled(&self, now: Millis) -> bool {
+        self.goodbye_mark.is_none()
+            && self.held.is_none()
+            && now >= self.progress_at + self.book.dialplan.escalation.no_progress_ms
     }
 
     fn has_id_fact(&self) -> bool {

@@ -68,7 +68,6 @@ pub enum Decision {
 #[derive(Debug, Clone, Default)]
 pub struct TurnSignals {
     pub agent_requests: u32,
-    pub declined_agent: bool,
     pub strong_negative: bool,
     pub repeat_contact: bool,
     /// Combined frustration score of this turn, -1..1 (negative = upset).
@@ -83,6 +82,13 @@ pub struct TurnSignals {
     pub empty: bool,
     /// The caller speaks, or asked for, a language this line does not serve.
     pub foreign_language: bool,
+    /// Words in the transcript.
+    pub words: usize,
+    /// The transcript is nothing but a request for a person ("Agent.", or a known mishearing
+    /// of one said alone).
+    pub lone_request: bool,
+    /// The caller says the answer they were just given is not what they asked.
+    pub rejects_answer: bool,
 }
 
 /// What the call has seen so far (before this turn).
@@ -94,7 +100,32 @@ pub struct CallCounters {
     pub known_intent: bool,
     pub repeat_contact: bool,
     pub dtmf_zero: u32,
+    /// Turns that did not move the caller forward, of any kind: one budget per call.
+    pub no_progress: u32,
+    /// Time in automation since the caller last got somewhere (filled in by the engine).
+    pub stalled_ms: u64,
 }
+
+impl CallCounters {
+    /// Whether the no-progress budget is spent: the next turn that goes nowhere is a person.
+    pub fn budget_spent(&self, esc: &Escalation) -> bool {
+        self.no_progress >= esc.no_progress_limit || self.stalled_ms >= esc.no_progress_ms
+    }
+
+    /// The reason a person takes over when the budget runs out: what mostly went wrong.
+    pub fn stall_reason(&self) -> Reason {
+        if self.low_confidence > self.not_understood {
+            Reason::LowConfidence
+        } else {
+            Reason::NotUnderstood
+        }
+    }
+}
+
+/// Utterances this short are trusted for a request or a goodbye whatever their confidence:
+/// tiny.en gives single words low token probabilities even when it hears them right, and a
+/// word heard alone cannot be a keyword hallucinated inside a garbled sentence.
+pub const SHORT_UTTERANCE_WORDS: usize = 3;
 
 fn anger_priority(repeat_contact: bool, requests: u32) -> Priority {
     if repeat_contact || requests >= 2 {
@@ -105,7 +136,8 @@ fn anger_priority(repeat_contact: bool, requests: u32) -> Priority {
 }
 
 /// Decides the next step. Order matters: anything that means "a human, now" is checked
-/// before anything that would keep the caller in automation.
+/// before anything that would keep the caller in automation, and every way of staying in
+/// automation without progress draws on the same budget.
 pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Decision {
     // Before everything else: no question warmline could ask would be understood.
     if turn.foreign_language {
@@ -117,7 +149,16 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
     if turn.empty {
         return Decision::Ignore;
     }
-    let requests = seen.agent_requests + turn.agent_requests;
+    let confident = turn.confidence >= esc.min_confidence;
+    let trusted = confident || turn.words <= SHORT_UTTERANCE_WORDS;
+    // "…the main operator…" inside a low-confidence sentence of nonsense is a hallucinated
+    // keyword, not a request: that turn is unclear, and the budget still gets them a person.
+    let asked = if trusted || turn.lone_request {
+        turn.agent_requests
+    } else {
+        0
+    };
+    let requests = seen.agent_requests + asked;
     let repeat_contact = seen.repeat_contact || turn.repeat_contact;
     let angry = turn.strong_negative
         || turn.tone_score <= esc.negative_threshold
@@ -126,7 +167,7 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
             // Going from cheerful to neutral is not frustration: the caller must be upset now.
             && turn.tone_score <= esc.negative_threshold / 2.0);
 
-    if turn.agent_requests > 0 && requests >= esc.repeated_request_after {
+    if asked > 0 && requests >= esc.repeated_request_after {
         let priority = if angry {
             Priority::Urgent
         } else {
@@ -137,7 +178,7 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
             priority,
         };
     }
-    if turn.agent_requests > 0 {
+    if asked > 0 {
         let priority = if angry {
             anger_priority(repeat_contact, requests)
         } else {
@@ -155,22 +196,18 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
         };
     }
 
-    let understood = turn.intent.is_some() || turn.answer.is_some() || turn.goodbye;
-    if turn.confidence < esc.min_confidence && !understood {
-        return if seen.low_confidence + 1 >= esc.low_confidence_limit {
-            Decision::Transfer {
-                reason: Reason::LowConfidence,
-                priority: Priority::Normal,
-            }
-        } else {
-            Decision::RepeatPlease
-        };
-    }
-
     // A self-serve question wins over a topic only when it matched more strongly: "what's the
-    // address for returns" is a question, "change my address" is an account change.
+    // address for returns" is a question, "change my address" is an account change. It needs
+    // a confident transcript: a mumbling caller gets asked again, not the opening hours.
     let intent_score = turn.intent.as_ref().map_or(0.0, |i| i.1);
+    // One word ("Hours.") is answered at any confidence: tiny.en is never sure of a lone word,
+    // and a wrong answer to one word costs the caller a "no" that the budget counts.
+    let answerable = (turn.confidence >= esc.answer_min_confidence
+        || (confident && turn.words <= SHORT_UTTERANCE_WORDS)
+        || turn.words == 1)
+        && !turn.rejects_answer;
     if let Some((answer, prompt, score)) = &turn.answer
+        && answerable
         && *score > intent_score
     {
         return Decision::Answer {
@@ -178,6 +215,7 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
             prompt: prompt.clone(),
         };
     }
+    // A topic routes even on a shaky transcript: it reaches a person either way.
     if turn.intent.is_some() {
         let priority = if repeat_contact && turn.tone_score < 0.0 {
             Priority::High
@@ -189,20 +227,36 @@ pub fn decide(esc: &Escalation, seen: &CallCounters, turn: &TurnSignals) -> Deci
             priority,
         };
     }
-    if turn.goodbye {
+    if turn.goodbye && trusted {
         return Decision::Goodbye;
     }
-    if turn.declined_agent {
-        // "I don't need an agent" with nothing else: they want something self-serve.
-        return Decision::Clarify;
-    }
-    if seen.not_understood + 1 >= esc.not_understood_limit {
+
+    // Nothing this turn moves the caller forward.
+    let unclear = !confident || (turn.answer.is_some() && !turn.rejects_answer);
+    let (reason, kind_seen, kind_limit) = if unclear {
+        (
+            Reason::LowConfidence,
+            seen.low_confidence,
+            esc.low_confidence_limit,
+        )
+    } else {
+        (
+            Reason::NotUnderstood,
+            seen.not_understood,
+            esc.not_understood_limit,
+        )
+    };
+    if seen.budget_spent(esc) || kind_seen + 1 >= kind_limit {
         return Decision::Transfer {
-            reason: Reason::NotUnderstood,
+            reason,
             priority: Priority::Normal,
         };
     }
-    Decision::Clarify
+    if unclear {
+        Decision::RepeatPlease
+    } else {
+        Decision::Clarify
+    }
 }
 
 #[cfg(test)]
@@ -337,7 +391,6 @@ mod tests {
     #[test]
     fn declined_agent_with_question_is_answered() {
         let t = TurnSignals {
-            declined_agent: true,
             answer: Some(("hours".into(), "answer_hours".into(), 1.0)),
             ..calm()
         };
@@ -404,5 +457,225 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn hours(score: f32) -> Option<(String, String, f32)> {
+        Some(("hours".into(), "answer_hours".into(), score))
+    }
+
+    /// Folds a decision into the counters the way the engine does.
+    fn after(mut seen: CallCounters, d: &Decision) -> CallCounters {
+        match d {
+            Decision::Clarify => {
+                seen.not_understood += 1;
+                seen.no_progress += 1;
+            }
+            Decision::RepeatPlease => {
+                seen.low_confidence += 1;
+                seen.no_progress += 1;
+            }
+            _ => {}
+        }
+        seen
+    }
+
+    #[test]
+    fn the_mumbling_caller_gets_a_person_not_the_opening_hours() {
+        // "mm, the thing, you know" three times, heard as below; "open" matches the hours.
+        let turns = [
+            TurnSignals {
+                confidence: 0.38,
+                words: 3,
+                answer: hours(1.0),
+                ..Default::default()
+            },
+            TurnSignals {
+                confidence: 0.31,
+                words: 5,
+                ..Default::default()
+            },
+        ];
+        let mut seen = CallCounters::default();
+        let first = decide(&esc(), &seen, &turns[0]);
+        assert_eq!(first, Decision::RepeatPlease, "no answer on a mumble");
+        seen = after(seen, &first);
+        assert_eq!(
+            decide(&esc(), &seen, &turns[1]),
+            Decision::Transfer {
+                reason: Reason::LowConfidence,
+                priority: Priority::Normal
+            }
+        );
+    }
+
+    #[test]
+    fn an_answer_needs_a_confident_match() {
+        let shaky = TurnSignals {
+            confidence: 0.5,
+            words: 6,
+            answer: hours(1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &shaky),
+            Decision::RepeatPlease
+        );
+        let clear = TurnSignals {
+            confidence: 0.8,
+            ..shaky
+        };
+        assert!(matches!(
+            decide(&esc(), &CallCounters::default(), &clear),
+            Decision::Answer { .. }
+        ));
+    }
+
+    #[test]
+    fn a_short_question_is_answered_at_ordinary_confidence() {
+        // "Hours." on its own: tiny.en is never sure of one word.
+        let t = TurnSignals {
+            confidence: 0.45,
+            words: 1,
+            answer: hours(1.0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::Answer { .. }
+        ));
+    }
+
+    #[test]
+    fn mixed_failures_share_one_budget() {
+        // A repeat-please, then a clarifying question, then any turn that goes nowhere is a
+        // person: the separate counters never reach their own limits.
+        let mut seen = CallCounters::default();
+        let unclear = TurnSignals {
+            confidence: 0.3,
+            words: 9,
+            ..Default::default()
+        };
+        let d = decide(&esc(), &seen, &unclear);
+        assert_eq!(d, Decision::RepeatPlease);
+        seen = after(seen, &d);
+        let d = decide(&esc(), &seen, &calm());
+        assert_eq!(d, Decision::Clarify);
+        seen = after(seen, &d);
+        assert_eq!(seen.no_progress, 2);
+        let rejected = TurnSignals {
+            rejects_answer: true,
+            answer: hours(1.0),
+            ..calm()
+        };
+        assert_eq!(
+            decide(&esc(), &seen, &rejected),
+            Decision::Transfer {
+                reason: Reason::NotUnderstood,
+                priority: Priority::Normal
+            }
+        );
+    }
+
+    #[test]
+    fn a_rejected_answer_is_not_answered_again_and_counts() {
+        let t = TurnSignals {
+            rejects_answer: true,
+            answer: hours(1.0),
+            ..calm()
+        };
+        let d = decide(&esc(), &CallCounters::default(), &t);
+        assert_eq!(d, Decision::Clarify);
+        assert_eq!(after(CallCounters::default(), &d).no_progress, 1);
+    }
+
+    #[test]
+    fn too_long_without_progress_is_a_person() {
+        let seen = CallCounters {
+            stalled_ms: 45_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &seen, &calm()),
+            Decision::Transfer {
+                reason: Reason::NotUnderstood,
+                priority: Priority::Normal
+            }
+        );
+    }
+
+    #[test]
+    fn a_keyword_inside_low_confidence_nonsense_is_not_a_request() {
+        // Nonsense heard as "…you can go to the main operator for the view…".
+        let t = TurnSignals {
+            agent_requests: 1,
+            confidence: 0.28,
+            words: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::RepeatPlease
+        );
+        let seen = CallCounters {
+            low_confidence: 1,
+            no_progress: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &seen, &t),
+            Decision::Transfer {
+                reason: Reason::LowConfidence,
+                priority: Priority::Normal
+            }
+        );
+    }
+
+    #[test]
+    fn a_request_heard_on_the_second_try_is_a_request() {
+        // The first "Agent." was heard as nonsense; the second, alone and unsure, is heard.
+        let seen = CallCounters {
+            low_confidence: 1,
+            no_progress: 1,
+            ..Default::default()
+        };
+        let t = TurnSignals {
+            agent_requests: 1,
+            confidence: 0.25,
+            words: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &seen, &t),
+            Decision::Transfer {
+                reason: Reason::ExplicitRequest,
+                priority: Priority::Normal
+            }
+        );
+        // Asked for twice, both heard: repeated.
+        let seen = CallCounters {
+            agent_requests: 1,
+            ..seen
+        };
+        assert_eq!(
+            decide(&esc(), &seen, &t),
+            Decision::Transfer {
+                reason: Reason::RepeatedRequest,
+                priority: Priority::High
+            }
+        );
+    }
+
+    #[test]
+    fn a_goodbye_inside_nonsense_does_not_end_the_call() {
+        let t = TurnSignals {
+            goodbye: true,
+            confidence: 0.2,
+            words: 12,
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&esc(), &CallCounters::default(), &t),
+            Decision::RepeatPlease
+        );
     }
 }

@@ -280,3 +280,102 @@ fn an_early_transcript_the_caller_talks_past_is_dropped() {
         .expect("an early request in the gap");
     assert!(last.samples > in_gap.samples * 3 / 2, "{:?}", call.asked);
 }
+
+/// "Agent." said alone by flite awb: short enough for the second pass.
+const SHORT_TURN: &str = "fixtures/audio/single_agent_awb/0.wav";
+
+fn short_turn_then_quiet() -> Vec<u8> {
+    let mut audio =
+        read_ulaw(&Path::new(env!("CARGO_MANIFEST_DIR")).join(SHORT_TURN)).expect("fixture audio");
+    audio.extend(silence(1500));
+    audio
+}
+
+fn heard(text: &str, confidence: f32) -> Result<Transcript, SttFailure> {
+    Ok(Transcript {
+        text: text.into(),
+        confidence,
+    })
+}
+
+/// Plays the short turn; first-pass requests get `first`, second-pass ones `second`.
+/// Returns the call and every action the second pass's answer produced.
+fn short_call(
+    first: Result<Transcript, SttFailure>,
+    second: Option<Result<Transcript, SttFailure>>,
+) -> (Call, Vec<Action>) {
+    let mut call = Call::new();
+    // The first pass is the transcription started at the pause (the endpoint reuses it); the
+    // only request after the endpoint is the second pass, left running for the test.
+    call.play(&short_turn_then_quiet(), |a| a.early.then(|| first.clone()));
+    // The second pass, if asked, is the request after the endpoint with the escape prompt.
+    let again: Vec<u64> = call
+        .asked
+        .iter()
+        .filter(|a| !a.early)
+        .map(|a| a.id)
+        .collect();
+    let mut actions = Vec::new();
+    if let (Some(second), Some(&id)) = (second, again.last()) {
+        actions = call.engine.feed(
+            Event::Transcribed {
+                utterance: id,
+                result: second,
+            },
+            call.now,
+        );
+    }
+    (call, actions)
+}
+
+fn transfer_reason(actions: &[Action]) -> Option<String> {
+    actions.iter().find_map(|a| match a {
+        Action::Transfer(h) => Some(h.card.reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_short_unclear_utterance_is_heard_again_with_the_escape_words() {
+    let (call, actions) = short_call(heard("Hey, then.", 0.27), Some(heard("Agent.", 0.64)));
+    let late: Vec<_> = call.late().into_iter().cloned().collect();
+    assert_eq!(late.len(), 1, "one second pass: {:?}", call.asked);
+    assert!(call.lines.is_empty(), "the turn waits for the second pass");
+    assert_eq!(
+        transfer_reason(&actions).as_deref(),
+        Some("explicit_request"),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_second_pass_that_is_not_a_lone_escape_word_leaves_the_first() {
+    for second in [
+        heard("A gents watch.", 0.9),
+        heard("Agent.", 0.3),
+        heard("Order.", 0.9),
+        Err(SttFailure::Failed("lost".into())),
+    ] {
+        let (call, actions) = short_call(heard("at Jen's Watch.", 0.5), Some(second.clone()));
+        assert_eq!(transfer_reason(&actions), None, "{second:?}: {actions:?}");
+        assert_eq!(
+            call.engine.transcript().last().map(|l| l.speaker),
+            Some(Speaker::System)
+        );
+        assert!(
+            call.engine
+                .transcript()
+                .iter()
+                .any(|l| l.text == "at Jen's Watch."),
+            "{second:?}"
+        );
+    }
+}
+
+#[test]
+fn an_understood_or_sure_short_utterance_gets_no_second_pass() {
+    for first in [heard("Agent.", 0.2), heard("Thanks.", 0.82), heard("", 0.1)] {
+        let (call, _) = short_call(first.clone(), None);
+        assert!(call.late().is_empty(), "{first:?}: {:?}", call.asked);
+    }
+}

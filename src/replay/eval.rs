@@ -28,7 +28,18 @@ pub struct Evaluation {
     pub facts_expected: usize,
     /// (expected destination, actual destination) → count.
     pub confusion: BTreeMap<(String, String), usize>,
+    /// Per fixture category: (calls that met every expectation, calls, calls transferred).
+    pub categories: BTreeMap<String, (usize, usize, usize)>,
+    /// (expected reasons, actual reason) of transferred calls whose reason was wrong.
+    pub wrong_reasons: Vec<(String, String, String)>,
 }
+
+/// Categories of the never-trap promises, shown as their own rows.
+pub const PROMISE_ROWS: &[(&str, &str)] = &[
+    ("no_progress", "no-progress calls"),
+    ("single_word", "single-word escapes"),
+    ("short_non_request", "short non-request words"),
+];
 
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
@@ -64,6 +75,10 @@ pub fn evaluate(results: &[&Replayed]) -> Evaluation {
         if r.passed() {
             ev.passed += 1;
         }
+        let row = ev.categories.entry(r.fixture.category.clone()).or_default();
+        row.0 += usize::from(r.passed());
+        row.1 += 1;
+        row.2 += usize::from(r.outcome.as_ref().ok().and_then(Outcome::handoff).is_some());
         let e = &r.fixture.expect;
         let outcome: Option<&Outcome> = r.outcome.as_ref().ok();
         let handoff = outcome.and_then(Outcome::handoff);
@@ -102,6 +117,9 @@ pub fn evaluate(results: &[&Replayed]) -> Evaluation {
         let reasons = e.reason.as_ref().map(|r| r.to_vec()).unwrap_or_default();
         if reasons.is_empty() || reasons.contains(&card.reason) {
             ev.reason_ok += 1;
+        } else {
+            ev.wrong_reasons
+                .push((r.fixture.id.clone(), reasons.join("|"), card.reason.clone()));
         }
         let lo_ok = e.priority_at_least.is_none_or(|p| card.priority >= p);
         let hi_ok = e.priority_at_most.is_none_or(|p| card.priority <= p);
@@ -159,6 +177,9 @@ impl fmt::Display for Evaluation {
             self.reason_ok,
             self.queue_n
         )?;
+        for (id, want, got) in &self.wrong_reasons {
+            writeln!(f, "  wrong reason: {id}: expected {want}, card says {got}")?;
+        }
         writeln!(
             f,
             "priority accuracy     {:>6.3}   ({}/{})",
@@ -173,6 +194,19 @@ impl fmt::Display for Evaluation {
             self.facts_found,
             self.facts_expected
         )?;
+        for (category, label) in PROMISE_ROWS {
+            let (ok, n, transferred) = self.categories.get(*category).copied().unwrap_or_default();
+            let extra = if *category == "short_non_request" {
+                format!(", {transferred} false transfers")
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "{label:<22}{:>6.3}   ({ok}/{n} met every expectation{extra})",
+                ratio(ok, n)
+            )?;
+        }
         let mut dests: Vec<&String> = self.confusion.keys().flat_map(|(a, b)| [a, b]).collect();
         dests.sort();
         dests.dedup();

@@ -75,6 +75,24 @@ pub struct Expect {
     pub barge_in: Option<bool>,
 }
 
+impl Expect {
+    /// A call that must stay self-serve and names nothing else to check.
+    pub fn no_transfer() -> Expect {
+        Expect {
+            transfer: false,
+            queue: None,
+            reason: None,
+            priority_at_least: None,
+            priority_at_most: None,
+            facts: Vec::new(),
+            trigger_turn: None,
+            latest_turn: None,
+            answer: None,
+            barge_in: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct RawFixture {
     #[serde(default)]

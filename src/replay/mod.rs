@@ -4,6 +4,7 @@
 pub mod check;
 pub mod eval;
 pub mod fixture;
+pub mod hard_words;
 pub mod sim;
 
 use std::fmt::Write as _;

@@ -278,7 +278,7 @@ impl SttEngine {
         p.set_print_realtime(false);
         p.set_print_special(false);
         p.set_print_timestamps(false);
-        if self.cfg.use_prompt && !prompt.is_empty() {
+        if (self.cfg.use_prompt || prompt == super::SHORT_PASS_PROMPT) && !prompt.is_empty() {
             p.set_initial_prompt(prompt);
         }
         if let AudioCtx::Fit { min, margin } = self.cfg.audio_ctx {

@@ -2,6 +2,13 @@
 
 pub mod engine;
 
+/// The initial prompt of the call engine's second pass over a short, unclear utterance: the
+/// words callers say on their own, escape words first. Applied whatever `[stt] use_prompt`
+/// says (that setting is about the dialplan's vocabulary on every utterance); Whisper hears a
+/// lone "Agent." as "Hey, then." without it and as "Agent." with it.
+pub const SHORT_PASS_PROMPT: &str = "Agent. Operator. Representative. Human. Person. Someone. \
+    Yes. No. Thanks. Bye. Hours. Address. Billing. Order.";
+
 /// A finished transcription of one utterance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transcript {
