@@ -124,7 +124,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let password = line.trim_end_matches(['\r', '\n']);
-            anyhow::ensure!(password.len() >= 8, "use a password of at least 8 characters");
+            anyhow::ensure!(
+                password.len() >= 8,
+                "use a password of at least 8 characters"
+            );
             println!("{}", warmline::server::console::hash_password(password)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -377,11 +377,19 @@ pub const MAX_SEARCH_TEXT: usize = 200;
 impl Store {
     /// Newest first, without transcripts, narrowed by `filter`.
     pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, StoreError> {
-        let text = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(|t| {
-            let t: String = t.chars().take(MAX_SEARCH_TEXT).collect();
-            let escaped = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            format!("%{escaped}%")
-        });
+        let text = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let t: String = t.chars().take(MAX_SEARCH_TEXT).collect();
+                let escaped = t
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            });
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CALL_COLUMNS} FROM calls

@@ -100,36 +100,46 @@ async fn console_in_a_real_browser() {
     log_in(&page, ADMIN.0, ADMIN.1).await;
     page.wait_for("document.getElementById('board')", wait)
         .await;
-    page.wait_for("document.getElementById('feed').classList.contains('on')", wait)
-        .await;
+    page.wait_for(
+        "document.getElementById('feed').classList.contains('on')",
+        wait,
+    )
+    .await;
 
     // Two callers at once: one angry about a double charge, one who asks for a person.
     let angry = "CAconsoleangry000000000000000001";
     let agent = "CAconsoleagent000000000000000002";
-    let a = tokio::spawn(caller(
-        h.clone(),
-        angry,
-        "angry_furious_billing_joe/0.wav",
-    ));
+    let a = tokio::spawn(caller(h.clone(), angry, "angry_furious_billing_joe/0.wav"));
     let b = tokio::spawn(caller(h.clone(), agent, "explicit_agent_kal/0.wav"));
     let card = |sid: &str| format!("document.querySelector('[data-call=\"{sid}\"]')");
 
     // The call appears with the greeting as it is played...
     page.wait_for(
-        &format!("{} && {}.querySelectorAll('li.system').length >= 1", card(angry), card(angry)),
+        &format!(
+            "{} && {}.querySelectorAll('li.system').length >= 1",
+            card(angry),
+            card(angry)
+        ),
         wait,
     )
     .await;
     // ...and a page opened mid-call shows the call so far, then follows it.
     page.goto(&format!("{}/console#/live", h.base)).await;
     page.wait_for(
-        &format!("{} && {}.querySelectorAll('li.system').length >= 1", card(angry), card(angry)),
+        &format!(
+            "{} && {}.querySelectorAll('li.system').length >= 1",
+            card(angry),
+            card(angry)
+        ),
         wait,
     )
     .await;
     assert_eq!(
-        page.eval(&format!("{}.querySelectorAll('li.caller').length", card(angry)))
-            .await,
+        page.eval(&format!(
+            "{}.querySelectorAll('li.caller').length",
+            card(angry)
+        ))
+        .await,
         0,
         "the caller has not spoken yet"
     );
@@ -145,7 +155,10 @@ async fn console_in_a_real_browser() {
     )
     .await;
     let tone = page
-        .eval(&format!("{}.querySelector('[data-tone]').dataset.tone", card(angry)))
+        .eval(&format!(
+            "{}.querySelector('[data-tone]').dataset.tone",
+            card(angry)
+        ))
         .await;
     assert!(
         tone == "angry" || tone == "frustrated",
@@ -183,7 +196,8 @@ async fn console_in_a_real_browser() {
     // The handoff card, as the agent sees it on pickup.
     let (_, record) = get_json(&h, &format!("/api/calls/{angry}")).await;
     let stored = &record["handoff"];
-    page.eval(&format!("location.hash = '#/call/{angry}'")).await;
+    page.eval(&format!("location.hash = '#/call/{angry}'"))
+        .await;
     page.wait_for("document.getElementById('summary')", wait)
         .await;
     let text = |id: &str| format!("document.getElementById('{id}').textContent");
@@ -195,7 +209,10 @@ async fn console_in_a_real_browser() {
     );
     let priority = page.eval(&text("priority")).await;
     assert!(
-        priority.as_str().unwrap().starts_with(stored["priority"].as_str().unwrap()),
+        priority
+            .as_str()
+            .unwrap()
+            .starts_with(stored["priority"].as_str().unwrap()),
         "{priority}"
     );
     assert_eq!(
@@ -203,9 +220,11 @@ async fn console_in_a_real_browser() {
         stored["reason"].as_str().unwrap().replace('_', " ")
     );
     assert!(
-        page.eval(&text("mood")).await.as_str().unwrap().starts_with(
-            stored["sentiment"]["label"].as_str().unwrap()
-        )
+        page.eval(&text("mood"))
+            .await
+            .as_str()
+            .unwrap()
+            .starts_with(stored["sentiment"]["label"].as_str().unwrap())
     );
     assert_eq!(page.eval(&text("spoken")).await, stored["spoken_summary"]);
     assert_eq!(page.eval(&text("outcome")).await, "transferred");
@@ -254,8 +273,11 @@ async fn console_in_a_real_browser() {
 
     // Trends (admins): both escalations charted.
     page.eval("location.hash = '#/trends?days=1'").await;
-    page.wait_for("document.querySelectorAll('.chart svg rect').length >= 3", wait)
-        .await;
+    page.wait_for(
+        "document.querySelectorAll('.chart svg rect').length >= 3",
+        wait,
+    )
+    .await;
     if let Some(p) = shot("trends.png") {
         page.screenshot(&p).await;
     }
@@ -294,7 +316,12 @@ async fn no_console_route_shows_caller_data_without_a_session() {
     let sid = "CAsecret000000000000000000000001";
     let store = &h.state().store;
     store
-        .begin_call(sid, secret_number, "+15550009000", "2026-01-01T09:00:00+00:00")
+        .begin_call(
+            sid,
+            secret_number,
+            "+15550009000",
+            "2026-01-01T09:00:00+00:00",
+        )
         .unwrap();
     store
         .add_line(sid, 1200, "caller", secret_words, Some(0.9), None)
@@ -371,7 +398,9 @@ async fn no_console_route_shows_caller_data_without_a_session() {
             .header("Cookie", cookie)
             .send()
     };
-    let r = get(&format!("/console/api/calls/{sid}"), &agent).await.unwrap();
+    let r = get(&format!("/console/api/calls/{sid}"), &agent)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("99887"));
     let r = get("/console/api/calls?q=ACCOUNT%20IS%2099887", &agent)
@@ -400,7 +429,12 @@ async fn no_console_route_shows_caller_data_without_a_session() {
     drop(r);
 
     // Logging out needs the session's CSRF token; then the cookie opens nothing.
-    let me: Value = get("/console/api/me", &agent).await.unwrap().json().await.unwrap();
+    let me: Value = get("/console/api/me", &agent)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let logout = |csrf: &str| {
         client
             .post(format!("{}/console/logout", h.base))

@@ -18,9 +18,7 @@ use tokio::sync::{Mutex, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
     Message,
 >;
 
@@ -96,8 +94,7 @@ impl Browser {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let (sink, mut stream) = ws.split();
-        let pending: Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Value>>>> =
-            Arc::default();
+        let pending: Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
         let waiting = pending.clone();
         tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
@@ -165,9 +162,7 @@ impl Browser {
 
 impl Page<'_> {
     pub async fn call(&self, method: &str, params: Value) -> Value {
-        self.browser
-            .call(Some(&self.session), method, params)
-            .await
+        self.browser.call(Some(&self.session), method, params).await
     }
 
     pub async fn resize(&self, width: u32, height: u32) {
@@ -180,8 +175,11 @@ impl Page<'_> {
 
     pub async fn goto(&self, url: &str) {
         self.call("Page.navigate", json!({"url": url})).await;
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(10))
-            .await;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(10),
+        )
+        .await;
     }
 
     /// The value of a JavaScript expression (promises awaited).

@@ -81,7 +81,10 @@ async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next)
     );
     // Not `no-referrer`: with it browsers send `Origin: null` on form posts, and the
     // same-origin check above needs the real one.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
@@ -104,10 +107,7 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
             .map(|host| format!("{scheme}://{host}"));
         return origin == origin_of(public) || Some(origin.to_string()) == own;
     }
-    match headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
         None => true,
     }
@@ -164,11 +164,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         if s.role == ConsoleRole::Admin {
             Ok(Admin(s))
         } else {
-            Err((
-                StatusCode::FORBIDDEN,
-                Json(json!({"error": "admins only"})),
-            )
-                .into_response())
+            Err((StatusCode::FORBIDDEN, Json(json!({"error": "admins only"}))).into_response())
         }
     }
 }
@@ -351,7 +347,11 @@ async fn me(Authed(s): Authed) -> Json<Value> {
 /// The board: the live calls as stored, then every event as it is stored.
 async fn live_events(State(state): State<Arc<AppState>>, Authed(s): Authed) -> Response {
     let Some(snapshot) = state.records.live_snapshot().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "call records are unavailable\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are unavailable\n",
+        )
+            .into_response();
     };
     let first = Event::default()
         .event("snapshot")
@@ -476,9 +476,7 @@ async fn get_call(
     Path(call_sid): Path<String>,
 ) -> Response {
     read(&state, move |store| {
-        Ok(store
-            .get_call(&call_sid)?
-            .unwrap_or(Value::Null))
+        Ok(store.get_call(&call_sid)?.unwrap_or(Value::Null))
     })
     .await
 }
@@ -562,7 +560,11 @@ async fn revoke(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !session::constant_time_str_eq(&s.csrf, given) {
-        return (StatusCode::FORBIDDEN, Json(json!({"error": "bad CSRF token"}))).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": "bad CSRF token"})),
+        )
+            .into_response();
     }
     let ended = state.console.revoke(&name);
     tracing::info!(by = %s.user, user = %name, ended, "console sessions revoked");
@@ -581,7 +583,10 @@ where
     })
     .await;
     match result {
-        Ok(Ok(Value::Null)) => (StatusCode::NOT_FOUND, Json(json!({"error": "no such call"})))
+        Ok(Ok(Value::Null)) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such call"})),
+        )
             .into_response(),
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => {

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -346,7 +346,10 @@ mod tests {
         assert_eq!(session.role, ConsoleRole::Admin);
         let header = format!("other=1; {COOKIE}={token}");
         assert_eq!(s.from_cookie_header(Some(&header)).unwrap().user, "ana");
-        assert!(s.from_cookie_header(Some(&format!("{COOKIE}=x{token}"))).is_none());
+        assert!(
+            s.from_cookie_header(Some(&format!("{COOKIE}=x{token}")))
+                .is_none()
+        );
         s.logout(Some(&header));
         assert!(s.from_cookie_header(Some(&header)).is_none());
     }
@@ -357,7 +360,10 @@ mod tests {
         let a = Some("10.0.0.1".parse().unwrap());
         let b = Some("10.0.0.2".parse().unwrap());
         for _ in 0..2 {
-            assert_eq!(s.login(a, "ana", "x").await.err(), Some(LoginError::Refused));
+            assert_eq!(
+                s.login(a, "ana", "x").await.err(),
+                Some(LoginError::Refused)
+            );
         }
         // Even the right password waits: the limit is on the address, not the guess.
         assert!(matches!(

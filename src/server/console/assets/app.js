@@ -357,11 +357,17 @@ async function trendsView(main, _arg, params) {
   charts.append(
     chartPanel("Escalations by reason", stacked(buckets.map(label), series(escalated, "reason", reasons), reasons), reasons),
     chartPanel("Calls by outcome", stacked(buckets.map(label), series(t.counts, "outcome", outcomes), outcomes), outcomes),
-    chartPanel("Decision latency (since start)", stacked(t.decision_latency.map((b) => b.le === "+Inf" ? ">" : `≤${b.le}s`),
+    chartPanel("Decision latency (since start)", stacked(t.decision_latency.map((b) => latencyLabel(b.le)),
       t.decision_latency.map((b) => [b.count]), ["decisions"]), []),
     el("section", { class: "panel chart" }, el("h2", {}, "Overload handoffs (since start)"),
       el("p", { class: "big", id: "overload", text: String(t.overload_handoffs) }),
       el("p", { class: "muted", text: `${escalated.filter((c) => c.reason === "overload").reduce((n, c) => n + c.calls, 0)} in the stored records for this period` })));
+}
+
+function latencyLabel(le) {
+  if (le === "+Inf") return "more";
+  const s = Number(le);
+  return s < 1 ? `${Math.round(s * 1000)}ms` : `${s}s`;
 }
 
 function chartPanel(title, chart, keys) {
@@ -370,9 +376,10 @@ function chartPanel(title, chart, keys) {
 }
 
 function legendSwatch(i) {
-  const s = svg("svg", { width: 10, height: 10, viewBox: "0 0 10 10" }, svg("rect", { width: 10, height: 10, rx: 2, fill: PALETTE[i % PALETTE.length] }));
-  s.style.marginRight = "4px";
-  return s;
+  const swatch = el("i");
+  // Through the CSSOM: the page's CSP refuses style attributes in markup.
+  swatch.style.background = PALETTE[i % PALETTE.length];
+  return swatch;
 }
 
 // Stacked bars: one bar per label, one segment per series.
@@ -393,7 +400,7 @@ function stacked(labels, values, keys) {
       g.append(svg("rect", { x: pad + i * bw + bw * 0.15, y, width: Math.max(1, bw * 0.7), height: h, fill: PALETTE[k % PALETTE.length] },
         svg("title", {}, `${lab}: ${keys[k] || ""} ${v}`)));
     });
-    if (labels.length <= 16 || i % Math.ceil(labels.length / 12) === 0) {
+    if (labels.length <= 8 || i % Math.ceil(labels.length / 8) === 0) {
       g.append(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "font-size": 9, "text-anchor": "middle", fill: "#66706b" }, lab));
     }
   });
