@@ -309,3 +309,98 @@ impl Board {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::call::TranscriptLine;
+    use crate::metrics::Metrics;
+    use crate::server::RecordWriter;
+
+    fn line(t_ms: u64, speaker: Speaker, text: &str, prompt: Option<&str>) -> Op {
+        Op::Record {
+            call_sid: "CA1".into(),
+            record: Record::Line(TranscriptLine {
+                t_ms,
+                speaker,
+                text: text.into(),
+                confidence: None,
+                prompt: prompt.map(str::to_owned),
+                prosody: None,
+            }),
+        }
+    }
+
+    fn kind(e: &LiveEvent) -> Value {
+        serde_json::to_value(e).unwrap()
+    }
+
+    #[tokio::test]
+    async fn snapshot_holds_the_call_so_far_and_the_feed_goes_on_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = RecordWriter::spawn(store, Arc::new(Metrics::default()));
+        writer.send(Op::Begin {
+            call_sid: "CA1".into(),
+            from: "+15550001111".into(),
+            to: "+15550009000".into(),
+            started_at: "2026-01-01T09:00:00+00:00".into(),
+        });
+        writer.send(line(0, Speaker::System, "Thanks for calling.", Some("greeting")));
+        let mut snap = writer.live_snapshot().await.unwrap();
+        assert_eq!(snap.calls.len(), 1);
+        let call = &snap.calls[0];
+        assert_eq!(call["from"], "+15550001111");
+        assert_eq!(call["transcript"].as_array().unwrap().len(), 1);
+        assert_eq!(call["live"]["state"], "greeting");
+
+        writer.send(line(
+            4000,
+            Speaker::Caller,
+            "I am furious. Agent. Get me a real person.",
+            None,
+        ));
+        writer.send(Op::Record {
+            call_sid: "CA1".into(),
+            record: Record::Decision {
+                t_ms: 4100,
+                decision: "escalate".into(),
+                detail: "asked".into(),
+            },
+        });
+        writer.send(Op::Finish {
+            call_sid: "CA1".into(),
+            outcome: "transferred".into(),
+            ended_at: "2026-01-01T09:00:05+00:00".into(),
+        });
+        // Exactly what came after the snapshot, in order.
+        let said = kind(&snap.events.recv().await.unwrap());
+        assert_eq!(said["type"], "line", "{said}");
+        assert_eq!(said["line"]["speaker"], "caller");
+        assert_eq!(said["live"]["state"], "listening");
+        assert!(said["live"]["person_requests"].as_u64().unwrap() >= 2, "{said}");
+        assert!(said["live"]["tone"][0].as_f64().unwrap() < 0.0, "{said}");
+        let decided = kind(&snap.events.recv().await.unwrap());
+        assert_eq!(decided["live"]["state"], "transferring", "{decided}");
+        let finished = kind(&snap.events.recv().await.unwrap());
+        assert_eq!(finished["type"], "finish");
+        assert_eq!(writer.live().live_calls(), 0);
+        assert!(writer.live_snapshot().await.unwrap().calls.is_empty());
+    }
+
+    #[test]
+    fn events_for_unknown_calls_and_handoffs_are_not_published() {
+        let feed = LiveFeed::default();
+        assert!(feed.fold(&line(0, Speaker::Caller, "hello", None)).is_none());
+        assert!(
+            feed.fold(&Op::TransferStatus {
+                handoff_id: "h1".into(),
+                status: "accepted",
+                detail: String::new(),
+            })
+            .is_none()
+        );
+    }
+}

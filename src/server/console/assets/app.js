@@ -184,13 +184,13 @@ function liveCard(c) {
     el("div", { class: "call-head" },
       el("span", { class: "number", text: c.from || "unknown number" }),
       el("span", { class: `badge state-${state}`, "data-state": state, text: c.outcome ? words(c.outcome) : state }),
-      c.priority ? el("span", { class: `badge prio-${c.priority}`, text: c.priority }) : null,
-      el("span", { class: "elapsed", "data-since": c.outcome ? null : c.started_at,
-        text: c.started_at ? clock((c.ended_at ? Date.parse(c.ended_at) : Date.now()) - Date.parse(c.started_at)) : "" })),
+      c.priority ? el("span", { class: `badge prio-${c.priority}`, text: c.priority }) : null),
     el("div", { class: "meters" },
       toneMeter(v.tone || [], v.tone_label, v.tone_trend),
       el("span", { class: `requests${requests ? " some" : ""}`, "data-requests": requests,
-        text: requests === 1 ? "asked for a person once" : requests ? `asked for a person ${requests}×` : "no request for a person" })),
+        text: requests === 1 ? "asked for a person once" : requests ? `asked for a person ${requests}×` : "no request for a person" }),
+      el("span", { class: "elapsed", "data-since": c.outcome ? null : c.started_at,
+        text: c.started_at ? clock((c.ended_at ? Date.parse(c.ended_at) : Date.now()) - Date.parse(c.started_at)) : "" })),
     list,
     el("div", { class: "call-foot" },
       el("span", { class: "muted", text: c.queue ? `→ ${c.queue} · ${words(c.reason)}` : "" }),
@@ -347,7 +347,9 @@ async function trendsView(main, _arg, params) {
   const charts = el("div", { class: "charts" });
   main.append(el("h1", {}, "Trends ", picker), charts);
   const t = await api(`/console/api/trends?days=${days}`);
-  const buckets = [...new Set(t.counts.map((c) => c.bucket))].sort();
+  const buckets = timeline(t.bucket, days);
+  for (const b of new Set(t.counts.map((c) => c.bucket))) if (!buckets.includes(b)) buckets.push(b);
+  buckets.sort();
   const escalated = t.counts.filter((c) => c.reason);
   const reasons = [...new Set(escalated.map((c) => c.reason))].sort();
   const outcomes = [...new Set(t.counts.map((c) => c.outcome))].sort();
@@ -362,6 +364,17 @@ async function trendsView(main, _arg, params) {
     el("section", { class: "panel chart" }, el("h2", {}, "Overload handoffs (since start)"),
       el("p", { class: "big", id: "overload", text: String(t.overload_handoffs) }),
       el("p", { class: "muted", text: `${escalated.filter((c) => c.reason === "overload").reduce((n, c) => n + c.calls, 0)} in the stored records for this period` })));
+}
+
+// Every hour or day of the period, so quiet stretches show as gaps rather than vanish.
+// Stored start times are UTC, and so are these.
+function timeline(unit, days) {
+  const step = unit === "hour" ? 3600e3 : 86400e3;
+  const n = unit === "hour" ? days * 24 : days;
+  const now = Date.now();
+  const out = [];
+  for (let i = n - 1; i >= 0; i--) out.push(new Date(now - i * step).toISOString().slice(0, unit === "hour" ? 13 : 10));
+  return out;
 }
 
 function latencyLabel(le) {
