@@ -348,7 +348,12 @@ mod tests {
             to: "+15550009000".into(),
             started_at: "2026-01-01T09:00:00+00:00".into(),
         });
-        writer.send(line(0, Speaker::System, "Thanks for calling.", Some("greeting")));
+        writer.send(line(
+            0,
+            Speaker::System,
+            "Thanks for calling.",
+            Some("greeting"),
+        ));
         let mut snap = writer.live_snapshot().await.unwrap();
         assert_eq!(snap.calls.len(), 1);
         let call = &snap.calls[0];
@@ -380,7 +385,10 @@ mod tests {
         assert_eq!(said["type"], "line", "{said}");
         assert_eq!(said["line"]["speaker"], "caller");
         assert_eq!(said["live"]["state"], "listening");
-        assert!(said["live"]["person_requests"].as_u64().unwrap() >= 2, "{said}");
+        assert!(
+            said["live"]["person_requests"].as_u64().unwrap() >= 2,
+            "{said}"
+        );
         assert!(said["live"]["tone"][0].as_f64().unwrap() < 0.0, "{said}");
         let decided = kind(&snap.events.recv().await.unwrap());
         assert_eq!(decided["live"]["state"], "transferring", "{decided}");
@@ -393,7 +401,10 @@ mod tests {
     #[test]
     fn events_for_unknown_calls_and_handoffs_are_not_published() {
         let feed = LiveFeed::default();
-        assert!(feed.fold(&line(0, Speaker::Caller, "hello", None)).is_none());
+        assert!(
+            feed.fold(&line(0, Speaker::Caller, "hello", None))
+                .is_none()
+        );
         assert!(
             feed.fold(&Op::TransferStatus {
                 handoff_id: "h1".into(),
