@@ -414,7 +414,8 @@ async fn no_console_route_shows_caller_data_without_a_session() {
     for admin_only in ["/console/api/trends", "/console/api/users"] {
         assert_eq!(get(admin_only, &agent).await.unwrap().status(), 403);
     }
-    // The live feed opens with a snapshot for a session.
+    // The live feed opens with a snapshot for a session, and closes when an admin ends
+    // that person's sessions; the cookie then opens nothing.
     let mut r = get("/console/api/live", &agent).await.unwrap();
     assert_eq!(r.status(), 200);
     let first = tokio::time::timeout(Duration::from_secs(5), r.chunk())
@@ -426,7 +427,34 @@ async fn no_console_route_shows_caller_data_without_a_session() {
         String::from_utf8_lossy(&first).starts_with("event: snapshot"),
         "{first:?}"
     );
-    drop(r);
+    let admin = log_in_http(&h, &client, ADMIN).await;
+    let csrf = get("/console/api/me", &admin)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoke = |csrf: String| {
+        client
+            .post(format!("{}/console/api/users/{}/revoke", h.base, AGENT.0))
+            .header("Cookie", &admin)
+            .header("Origin", &h.base)
+            .header("X-CSRF-Token", csrf)
+            .send()
+    };
+    assert_eq!(revoke("wrong".into()).await.unwrap().status(), 403);
+    let ended: Value = revoke(csrf).await.unwrap().json().await.unwrap();
+    assert_eq!(ended["ended"], 1);
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Ok(Some(_)) = r.chunk().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the live feed outlived its session");
+    assert_eq!(get("/console/api/me", &agent).await.unwrap().status(), 401);
+    let agent = log_in_http(&h, &client, AGENT).await;
 
     // Logging out needs the session's CSRF token; then the cookie opens nothing.
     let me: Value = get("/console/api/me", &agent)

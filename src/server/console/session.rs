@@ -105,13 +105,20 @@ impl Sessions {
                 hash: u.password_hash.clone(),
             });
         }
+        // Servers without console users (most tests, most deployments at first) skip the
+        // cost of hashing a decoy.
+        let decoy = if users.is_empty() {
+            String::new()
+        } else {
+            hash_password(&random_hex(16))?
+        };
         Ok(Sessions {
             users,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             lifetime: Duration::from_secs(settings.session_minutes.max(1) * 60),
             failures_per_minute: settings.login_failures_per_minute.max(1),
-            decoy: hash_password(&random_hex(16))?,
+            decoy,
             hashing: Semaphore::new(2),
             secure: public_url.starts_with("https://"),
         })
@@ -153,6 +160,9 @@ impl Sessions {
     ) -> Result<(String, Session), LoginError> {
         if let Some(wait) = self.must_wait(client) {
             return Err(LoginError::Wait(wait));
+        }
+        if self.users.is_empty() {
+            return Err(LoginError::Refused);
         }
         let user = self.users.iter().find(|u| u.name == name.trim());
         let hash = user.map_or(self.decoy.clone(), |u| u.hash.clone());
@@ -371,6 +381,18 @@ mod tests {
             Err(LoginError::Wait(_))
         ));
         assert!(s.login(b, "ana", "correct horse").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_when_its_time_is_up() {
+        let mut s = sessions(5);
+        s.lifetime = Duration::from_millis(50);
+        let (token, _) = s.login(None, "ana", "correct horse").await.unwrap();
+        let header = format!("{COOKIE}={token}");
+        assert!(s.from_cookie_header(Some(&header)).is_some());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(s.from_cookie_header(Some(&header)).is_none());
+        assert_eq!(s.users()[0].2, 0, "expired sessions are not counted");
     }
 
     #[test]
