@@ -72,6 +72,48 @@ pub struct Settings {
     pub limits: Limits,
     pub stt: SttConfig,
     pub audio: FrontendConfig,
+    pub console: ConsoleSettings,
+}
+
+/// The web console at `/console`: who may log in, and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// People who may log in. None: the console only shows its login page, which says so.
+    pub users: Vec<ConsoleUser>,
+    /// A session ends this long after login, active or not, so a forgotten tab does not
+    /// keep showing caller data forever.
+    pub session_minutes: u64,
+    /// Failed logins one client address may make per minute before it is told to wait.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            users: Vec::new(),
+            session_minutes: 12 * 60,
+            login_failures_per_minute: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUser {
+    pub name: String,
+    pub role: ConsoleRole,
+    /// An argon2 PHC string (`warmline console hash-password` makes one); never the password.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleRole {
+    /// The live board, context cards and history.
+    Agent,
+    /// Everything, including trends and who is logged in.
+    Admin,
 }
 
 /// Bounds on what the network may hold or send. Each one closes a way an outsider could
@@ -155,6 +197,7 @@ impl Default for Settings {
             limits: Limits::default(),
             stt: SttConfig::default(),
             audio: FrontendConfig::default(),
+            console: ConsoleSettings::default(),
         }
     }
 }

@@ -68,6 +68,18 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// The web console's users.
+    Console {
+        #[command(subcommand)]
+        command: ConsoleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsoleCommand {
+    /// Read a password from stdin (first line) and print its argon2 hash for
+    /// `[[console.users]] password_hash`.
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +118,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval { fixtures } => eval_cmd(&settings, &fixtures),
         Command::Loadtest { opts, json } => loadtest_cmd(settings, opts, json),
         Command::Transcribe { files } => transcribe_cmd(&settings, &files),
+        Command::Console {
+            command: ConsoleCommand::HashPassword,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(
+                password.len() >= 8,
+                "use a password of at least 8 characters"
+            );
+            println!("{}", warmline::server::console::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Models {
             command: ModelsCommand::Pull,
         } => {

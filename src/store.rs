@@ -354,6 +354,97 @@ impl Store {
     }
 }
 
+/// What the console's history may filter on. Every field narrows; `None` leaves it open.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    /// First and last day (`YYYY-MM-DD`, UTC) the call started on, inclusive.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Words in any transcript line, or in the caller's number (case-insensitive).
+    pub text: Option<String>,
+    pub limit: usize,
+}
+
+/// The longest list one query returns, and the longest text searched for: a text search
+/// scans the transcript lines, so both keep one request's cost bounded.
+pub const MAX_SEARCH_LIMIT: usize = 500;
+pub const MAX_SEARCH_TEXT: usize = 200;
+
+impl Store {
+    /// Newest first, without transcripts, narrowed by `filter`.
+    pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, StoreError> {
+        let text = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let t: String = t.chars().take(MAX_SEARCH_TEXT).collect();
+                let escaped = t
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            });
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS} FROM calls
+             WHERE (?1 IS NULL OR outcome = ?1)
+               AND (?2 IS NULL OR reason = ?2)
+               AND (?3 IS NULL OR queue = ?3)
+               AND (?4 IS NULL OR priority = ?4)
+               AND (?5 IS NULL OR substr(started_at, 1, 10) >= ?5)
+               AND (?6 IS NULL OR substr(started_at, 1, 10) <= ?6)
+               AND (?7 IS NULL OR from_number LIKE ?7 ESCAPE '\\' OR EXISTS (
+                    SELECT 1 FROM lines WHERE lines.call_sid = calls.call_sid
+                    AND lines.text LIKE ?7 ESCAPE '\\'))
+             ORDER BY started_at IS NULL, started_at DESC, rowid DESC LIMIT ?8"
+        ))?;
+        let limit = to_sql_int(filter.limit.clamp(1, MAX_SEARCH_LIMIT) as u64);
+        let rows = stmt.query_map(
+            params![
+                filter.outcome,
+                filter.reason,
+                filter.queue,
+                filter.priority,
+                filter.since,
+                filter.until,
+                text,
+                limit
+            ],
+            call_json,
+        )?;
+        Ok(rows
+            .map(|r| r.map(Value::Object))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Calls started since `since` (RFC 3339 or a prefix of one), counted by time bucket
+    /// (the first `bucket_chars` of the start time: 10 for days, 13 for hours), outcome and
+    /// reason.
+    pub fn call_counts(&self, since: &str, bucket_chars: usize) -> Result<Vec<Value>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT substr(started_at, 1, ?2), COALESCE(outcome, 'live'), reason, count(*)
+             FROM calls WHERE started_at >= ?1
+             GROUP BY 1, 2, 3 ORDER BY 1",
+        )?;
+        let rows = stmt.query_map(params![since, to_sql_int(bucket_chars as u64)], |r| {
+            Ok(json!({
+                "bucket": r.get::<_, Option<String>>(0)?,
+                "outcome": r.get::<_, String>(1)?,
+                "reason": r.get::<_, Option<String>>(2)?,
+                "calls": r.get::<_, i64>(3)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

@@ -159,6 +159,7 @@ pub async fn serve(
             busy,
             registry: registry.clone(),
             id,
+            peer,
         };
         let io = Tracked::new(stream, base, permit, metrics.clone());
         tokio::spawn(conn.run(io, evict_rx, shutdown.clone()));
@@ -174,6 +175,7 @@ struct Conn {
     busy: Arc<AtomicUsize>,
     registry: Arc<Mutex<Registry>>,
     id: u64,
+    peer: std::net::SocketAddr,
 }
 
 impl Conn {
@@ -187,12 +189,17 @@ impl Conn {
         let base = io.base;
         let app = self.app.clone();
         let busy = self.busy.clone();
+        let peer = self.peer;
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let app = app.clone();
                 let guard = Busy::new(busy.clone());
                 async move {
-                    let response = app.oneshot(req.map(axum::body::Body::new)).await;
+                    let mut req = req.map(axum::body::Body::new);
+                    // The console limits failed logins per client address.
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let response = app.oneshot(req).await;
                     drop(guard);
                     response
                 }

@@ -8,6 +8,7 @@
 pub(crate) mod admission;
 mod api;
 pub(crate) mod auth;
+pub mod console;
 pub(crate) mod driver;
 pub(crate) mod fail_open;
 mod listener;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub stt_load: stt_load::SttLoad,
     /// Flips to true on SIGTERM/SIGINT: live calls hand their callers over and end.
     pub shutdown: watch::Receiver<bool>,
+    /// The web console's users and sessions.
+    pub console: console::Sessions,
 }
 
 /// What is being wound down, in order: first the calls (drain), then the listener (stop).
@@ -93,6 +96,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(caller_data)
         .route("/asterisk/route/{uuid}", get(asterisk::route))
         .route("/asterisk/whisper/{uuid}", get(asterisk::whisper))
+        // The web console (its own login; see console/mod.rs).
+        .merge(console::routes(state.clone()))
         .with_state(state.clone())
         .merge(twilio_routes::routes(state.clone(), state.twilio.clone()));
     if let Some(sw) = &state.signalwire {
@@ -164,6 +169,8 @@ pub fn build_state(
         api_tokens,
         stt_load: stt_load::SttLoad::new(settings.stt.max_states),
         shutdown,
+        console: console::Sessions::new(&settings.console, &settings.public_url)
+            .context("reading the [console] settings")?,
         book,
         settings,
     }))

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::console::live::{LiveFeed, LiveSnapshot};
 use crate::call::{Record, Speaker};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -34,29 +35,56 @@ pub enum Op {
         ended_at: String,
     },
     Flush(mpsc::Sender<()>),
+    /// The console's view of the live calls, taken between two writes.
+    Snapshot(tokio::sync::oneshot::Sender<LiveSnapshot>),
 }
 
 #[derive(Clone)]
 pub struct RecordWriter {
     tx: Arc<Mutex<mpsc::Sender<Op>>>,
+    live: Arc<LiveFeed>,
 }
 
 impl RecordWriter {
     pub fn spawn(store: Store, metrics: Arc<Metrics>) -> RecordWriter {
         let (tx, rx) = mpsc::channel::<Op>();
+        let live = Arc::new(LiveFeed::default());
+        let feed = live.clone();
         thread::Builder::new()
             .name("warmline-records".into())
             .spawn(move || {
                 for op in rx {
+                    if let Op::Snapshot(reply) = op {
+                        let _ = reply.send(feed.snapshot(&store));
+                        continue;
+                    }
+                    // The console hears of an event only once the store holds it.
+                    let event = feed.fold(&op);
                     if let Some(ok) = apply(&store, op) {
                         metrics.store_write(ok);
+                    }
+                    if let Some(event) = event {
+                        feed.send(event);
                     }
                 }
             })
             .expect("spawning the record writer thread");
         RecordWriter {
             tx: Arc::new(Mutex::new(tx)),
+            live,
         }
+    }
+
+    /// The live calls as stored, and the feed from right after them; `None` if the writer
+    /// is gone.
+    pub async fn live_snapshot(&self) -> Option<LiveSnapshot> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Op::Snapshot(reply));
+        rx.await.ok()
+    }
+
+    pub fn live(&self) -> &LiveFeed {
+        &self.live
     }
 
     pub fn send(&self, op: Op) {
@@ -126,6 +154,7 @@ fn apply(store: &Store, op: Op) -> Option<bool> {
             let _ = done.send(());
             return None;
         }
+        Op::Snapshot(_) => return None,
     };
     match result {
         Ok(()) => Some(true),
