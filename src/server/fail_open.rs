@@ -85,6 +85,50 @@ pub async fn after_stream(state: &AppState, call_sid: &str) -> AfterStream {
     }
 }
 
+impl AfterStream {
+    /// Renders the decision in a carrier's markup: `dial(say, target, sip, whisper_url)`.
+    pub fn render(
+        self,
+        whisper_url: impl Fn(&str) -> Option<String>,
+        hangup: impl Fn() -> String,
+        dial: impl Fn(&str, &str, bool, &str) -> String,
+        say_only: impl Fn(&str) -> String,
+    ) -> String {
+        match self {
+            AfterStream::Hangup => hangup(),
+            AfterStream::Dial {
+                say,
+                target,
+                handoff_id,
+                ..
+            } if !target.is_empty() => {
+                let whisper = handoff_id
+                    .and_then(|id| whisper_url(&id))
+                    .unwrap_or_default();
+                dial(say, &target, target.starts_with("sip:"), &whisper)
+            }
+            AfterStream::Dial { say, .. } => say_only(say),
+        }
+    }
+}
+
+/// What the agent hears for a handoff (by its id), once the card queued before the transfer
+/// is stored.
+pub async fn spoken_summary(state: &AppState, handoff_id: &str) -> Option<String> {
+    let (store, records) = (state.store.clone(), state.records.clone());
+    let id = handoff_id.to_string();
+    tokio::task::spawn_blocking(move || {
+        records.flush();
+        store.handoff_summary(&id).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// What the agent hears when no summary can be found.
+pub const NO_SUMMARY: &str = "A caller is being connected to you.";
+
 /// Builds and stores a context card from a call's stored record when the call never got
 /// one, so the agent still hears and reads what the caller already said.
 pub fn recover_card(

@@ -161,6 +161,6 @@ pub async fn whisper(
     .flatten();
     match card.and_then(|c| c["spoken_summary"].as_str().map(str::to_string)) {
         Some(s) => (StatusCode::OK, s).into_response(),
-        None => (StatusCode::OK, "A caller is being connected to you.").into_response(),
+        None => (StatusCode::OK, crate::server::fail_open::NO_SUMMARY).into_response(),
     }
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::{signature, xml};
 use crate::config::Limits;
 use crate::server::admission::Promised;
-use crate::server::fail_open::{AfterStream, after_stream, random_id};
+use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
 use crate::server::{AppState, driver, transport};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
@@ -192,26 +192,13 @@ pub async fn media(State(c): State<Carrier>, ws: axum::extract::ws::WebSocketUpg
 pub async fn stream_ended(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Response {
     let call_uuid = field(&form, "CallUUID").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_uuid);
-    match after_stream(&c.app, &call_uuid).instrument(span).await {
-        AfterStream::Hangup => xml_response(xml::hangup()),
-        AfterStream::Dial {
-            say,
-            target,
-            handoff_id,
-            ..
-        } if !target.is_empty() => {
-            let whisper = handoff_id
-                .and_then(|id| c.spec.control.whisper_url(&id))
-                .unwrap_or_default();
-            xml_response(xml::transfer(
-                say,
-                &target,
-                target.starts_with("sip:"),
-                &whisper,
-            ))
-        }
-        AfterStream::Dial { say, .. } => xml_response(xml::speak(say)),
-    }
+    let next = after_stream(&c.app, &call_uuid).instrument(span).await;
+    xml_response(next.render(
+        |id| c.spec.control.whisper_url(id),
+        xml::hangup,
+        xml::transfer,
+        xml::speak,
+    ))
 }
 
 /// `POST /plivo/transfer/{id}`: where the transfer sends the caller's leg.
@@ -232,14 +219,8 @@ pub async fn agent_whisper(
     Path(id): Path<String>,
     _signed: SignedForm,
 ) -> Response {
-    let (store, records) = (c.app.store.clone(), c.app.records.clone());
-    let summary = tokio::task::spawn_blocking(move || {
-        records.flush();
-        store.handoff_summary(&id).ok().flatten()
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| "A caller is being connected to you.".to_string());
+    let summary = spoken_summary(&c.app, &id)
+        .await
+        .unwrap_or_else(|| NO_SUMMARY.to_string());
     xml_response(xml::speak(&format!("{summary} Press 1 to take the call.")))
 }

@@ -16,7 +16,7 @@ use super::{signature, twiml};
 use tracing::Instrument;
 
 use crate::server::admission::Promised;
-use crate::server::fail_open::{AfterStream, after_stream, random_id};
+use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
 use crate::server::{AppState, driver, transport};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
@@ -256,26 +256,12 @@ pub async fn stream_ended(State(c): State<Carrier>, SignedForm(form): SignedForm
     let call_sid = field(&form, "CallSid").unwrap_or_default().to_string();
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let next = after_stream(&c.app, &call_sid).instrument(span).await;
-    match next {
-        AfterStream::Hangup => xml(twiml::hangup()),
-        AfterStream::Dial {
-            say,
-            target,
-            handoff_id,
-            ..
-        } if !target.is_empty() => {
-            let whisper = handoff_id
-                .and_then(|id| c.spec.control.whisper_url(&id))
-                .unwrap_or_default();
-            xml(twiml::transfer(
-                say,
-                &target,
-                target.starts_with("sip:"),
-                &whisper,
-            ))
-        }
-        AfterStream::Dial { say, .. } => xml(twiml::say(say)),
-    }
+    xml(next.render(
+        |id| c.spec.control.whisper_url(id),
+        twiml::hangup,
+        twiml::transfer,
+        twiml::say,
+    ))
 }
 
 /// `POST|GET /twilio/agent-whisper/{id}`: what the agent hears before the caller is bridged.
@@ -284,20 +270,9 @@ pub async fn agent_whisper(
     Path(id): Path<String>,
     _signed: SignedForm,
 ) -> Response {
-    let (store, records) = (c.app.store.clone(), c.app.records.clone());
-    // The card is queued for storage before the transfer is requested; wait for it.
-    let read = move || {
-        records.flush();
-        store.handoff_summary(&id).ok().flatten()
-    };
-    let summary = tokio::task::spawn_blocking(read).await.ok().flatten();
-    match summary {
+    match spoken_summary(&c.app, &id).await {
         Some(s) => xml(twiml::say(&s)),
-        None => (
-            StatusCode::NOT_FOUND,
-            xml(twiml::say("A caller is being connected to you.")),
-        )
-            .into_response(),
+        None => (StatusCode::NOT_FOUND, xml(twiml::say(NO_SUMMARY))).into_response(),
     }
 }
 
