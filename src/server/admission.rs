@@ -22,6 +22,28 @@ pub struct Promised {
     pub to: String,
 }
 
+impl Promised {
+    /// From a signed webhook's fields. Phone numbers are short; anything longer is cut
+    /// rather than stored whole.
+    pub fn new(call_sid: &str, account_sid: &str, from: &str, to: &str) -> Promised {
+        let bounded = |s: &str| s.chars().take(64).collect();
+        Promised {
+            call_sid: call_sid.to_string(),
+            account_sid: account_sid.to_string(),
+            from: bounded(from),
+            to: bounded(to),
+        }
+    }
+}
+
+/// Form fields of a provider callback, in the order they came.
+pub type Form = Vec<(String, String)>;
+
+/// The first value of `key` in a callback's form.
+pub fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
     #[error("at capacity")]

@@ -57,6 +57,27 @@ pub enum AdmitBy {
     Direct,
 }
 
+/// Largest WebSocket message a media stream may send (a 20 ms frame is a few hundred bytes).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Accepts a media WebSocket and drives its call: the one entry for every WebSocket carrier.
+pub fn websocket(
+    state: Arc<AppState>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+    session: Session,
+) -> axum::response::Response {
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let link = super::transport::websocket(
+                socket,
+                Limits::ms(state.settings.limits.send_ms),
+                state.metrics.clone(),
+            );
+            run(state, link, session).await
+        })
+}
+
 pub async fn run(state: Arc<AppState>, mut link: Link, mut session: Session) {
     let Some(start) = await_start(&state, &mut link, &mut session.codec).await else {
         let _ = link.tx.try_send(Out2::Close);

@@ -228,6 +228,26 @@ impl Harness {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    /// A new call's webhook is answered with a `<Dial>` to a person, not a stream (the
+    /// server is shutting down or full).
+    pub async fn assert_newcomer_goes_to_a_person(&self, call_sid: &str) {
+        let (status, twiml) = self
+            .post_signed(
+                "/twilio/voice",
+                &[
+                    ("CallSid", call_sid),
+                    ("AccountSid", ACCOUNT),
+                    ("From", "+1"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            twiml.contains("<Dial>") && !twiml.contains("<Stream"),
+            "{twiml}"
+        );
+    }
+
     /// The voice webhook, then a connected media stream that has sent `start`.
     pub async fn open_call(&self, call_sid: &str) -> Call {
         let (status, twiml) = self

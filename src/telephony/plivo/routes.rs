@@ -13,10 +13,9 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use super::{signature, xml};
-use crate::config::Limits;
-use crate::server::admission::Promised;
+use crate::server::admission::{Form, Promised, field};
 use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
-use crate::server::{AppState, driver, transport};
+use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
 
@@ -35,7 +34,6 @@ pub struct Carrier {
 }
 
 const MAX_BODY: usize = 64 * 1024;
-const MAX_MESSAGE: usize = 64 * 1024;
 
 pub fn routes(app: Arc<AppState>, spec: Arc<PlivoCarrier>) -> Router {
     Router::new()
@@ -45,12 +43,6 @@ pub fn routes(app: Arc<AppState>, spec: Arc<PlivoCarrier>) -> Router {
         .route("/plivo/transfer/{id}", post(transfer_document))
         .route("/plivo/agent-whisper/{id}", post(agent_whisper))
         .with_state(Carrier { app, spec })
-}
-
-type Form = Vec<(String, String)>;
-
-fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn xml_response(body: String) -> Response {
@@ -132,21 +124,13 @@ pub async fn answer(State(c): State<Carrier>, SignedForm(form): SignedForm) -> R
     let _g = span.enter();
     let token = random_id();
     let refused = if state.ready() {
-        let promised = Promised {
-            call_sid: call_uuid.to_string(),
-            // Plivo's answer request names no account; the signature is the proof.
-            account_sid: String::new(),
-            from: field(&form, "From")
-                .unwrap_or_default()
-                .chars()
-                .take(64)
-                .collect(),
-            to: field(&form, "To")
-                .unwrap_or_default()
-                .chars()
-                .take(64)
-                .collect(),
-        };
+        // Plivo's answer request names no account; the signature is the proof.
+        let promised = Promised::new(
+            call_uuid,
+            "",
+            field(&form, "From").unwrap_or_default(),
+            field(&form, "To").unwrap_or_default(),
+        );
         state
             .admission
             .reserve(promised, token.clone(), std::time::Instant::now())
@@ -170,22 +154,12 @@ pub async fn answer(State(c): State<Carrier>, SignedForm(form): SignedForm) -> R
 
 /// `GET /plivo/media`: the audio stream, driven by the generic call driver.
 pub async fn media(State(c): State<Carrier>, ws: axum::extract::ws::WebSocketUpgrade) -> Response {
-    let state = c.app.clone();
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let link = transport::websocket(
-                socket,
-                Limits::ms(state.settings.limits.send_ms),
-                state.metrics.clone(),
-            );
-            let session = driver::Session {
-                codec: WireCodec::Plivo(Default::default()),
-                control: c.spec.control.clone(),
-                admit: driver::AdmitBy::Reservation,
-            };
-            driver::run(state, link, session).await
-        })
+    let session = driver::Session {
+        codec: WireCodec::Plivo(Default::default()),
+        control: c.spec.control.clone(),
+        admit: driver::AdmitBy::Reservation,
+    };
+    driver::websocket(c.app, ws, session)
 }
 
 /// `POST /plivo/stream-ended`: the `<Redirect>` after the stream (keepCallAlive).

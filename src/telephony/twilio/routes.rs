@@ -15,9 +15,11 @@ use axum::routing::{get, post};
 use super::{signature, twiml};
 use tracing::Instrument;
 
-use crate::server::admission::Promised;
-use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
-use crate::server::{AppState, driver, transport};
+use crate::server::admission::{Form, Promised, field};
+use crate::server::fail_open::{
+    NO_SUMMARY, after_stream, fallback_queue, random_id, spoken_summary,
+};
+use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
 
@@ -63,19 +65,12 @@ pub fn routes(app: Arc<AppState>, spec: Arc<TwimlCarrier>) -> Router {
         .with_state(Carrier { app, spec })
 }
 
-/// Form fields of a Twilio callback, in the order they came.
-type Form = Vec<(String, String)>;
-
 fn xml(body: String) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
         body,
     )
         .into_response()
-}
-
-fn field<'a>(form: &'a Form, key: &str) -> Option<&'a str> {
-    form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 /// Checks the carrier's signature over the public URL of this request and its form fields.
@@ -164,12 +159,7 @@ pub async fn voice(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Re
     }
     let token = random_id();
     let refused = if state.ready() {
-        let promised = Promised {
-            call_sid: call_sid.to_string(),
-            account_sid: account_sid.to_string(),
-            from: bounded(from),
-            to: bounded(to),
-        };
+        let promised = Promised::new(call_sid, account_sid, from, to);
         state
             .admission
             .reserve(promised, token.clone(), std::time::Instant::now())
@@ -199,54 +189,25 @@ pub async fn voice(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Re
     ))
 }
 
-/// Largest WebSocket message accepted at all (a Twilio `media` message is ~300 bytes).
-const MAX_MESSAGE: usize = 64 * 1024;
-
-/// `GET /twilio/media`: the Media Streams WebSocket, driven by the generic call driver.
+/// `GET /{prefix}/media`: the Media Streams WebSocket, driven by the generic call driver.
 pub async fn media(State(c): State<Carrier>, ws: axum::extract::ws::WebSocketUpgrade) -> Response {
-    let state = c.app.clone();
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let limits = &state.settings.limits;
-            let link = transport::websocket(
-                socket,
-                crate::config::Limits::ms(limits.send_ms),
-                state.metrics.clone(),
-            );
-            let session = driver::Session {
-                codec: WireCodec::Twilio(Default::default()),
-                control: c.spec.control.clone(),
-                admit: driver::AdmitBy::Reservation,
-            };
-            driver::run(state, link, session).await
-        })
-}
-
-/// Phone numbers are short; anything longer is cut rather than stored whole.
-fn bounded(s: &str) -> String {
-    s.chars().take(64).collect()
+    let session = driver::Session {
+        codec: WireCodec::Twilio(Default::default()),
+        control: c.spec.control.clone(),
+        admit: driver::AdmitBy::Reservation,
+    };
+    driver::websocket(c.app, ws, session)
 }
 
 /// A `<Dial>` to the fallback queue, with the agent whisper when a handoff exists.
 fn fallback_dial(c: &Carrier, say: &str, handoff_id: Option<&str>) -> String {
-    let state = &c.app;
-    let plan = &state.book.dialplan;
-    let queue = plan
-        .queue(&plan.fallback_queue)
-        .or_else(|| plan.queues.first());
-    let Some(queue) = queue else {
+    let Some((_, target)) = fallback_queue(&c.app) else {
         return twiml::say(say);
     };
     let whisper = handoff_id
         .and_then(|id| c.spec.control.whisper_url(id))
         .unwrap_or_default();
-    twiml::transfer(
-        say,
-        queue.target.as_str(),
-        matches!(queue.target, crate::dialplan::Target::Sip(_)),
-        &whisper,
-    )
+    twiml::transfer(say, &target, target.starts_with("sip:"), &whisper)
 }
 
 /// `POST /twilio/stream-ended`: the `<Connect>` finished. A call warmline finished itself
