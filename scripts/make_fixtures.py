@@ -52,7 +52,7 @@ FRAME = 160  # 20 ms at 8 kHz
 
 CATEGORIES = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "self_serve", "unsupported_language",
               "queue_routing", "trap", "not_understood", "barge_in", "facts",
-              "no_progress", "single_word", "short_non_request"}
+              "no_progress", "single_word", "short_non_request", "turn_taking"}
 REASONS = {"explicit_request", "repeated_request", "dtmf", "negative_sentiment", "not_understood",
            "low_confidence", "unsupported_language", "dialplan"}
 QUEUES = {"billing", "orders", "technical", "general"}
@@ -134,7 +134,7 @@ def validate(cid: str, c: dict) -> list:
             err(f"turn {i}: dtmf turn has audio")
     e = c["expect"]
     extra = set(e) - {"transfer", "queue", "reason", "priority_at_least", "priority_at_most", "facts",
-                      "trigger_turn", "latest_turn", "answer", "barge_in"}
+                      "trigger_turn", "latest_turn", "answer", "barge_in", "clarify"}
     if extra:
         err(f"expect: unknown keys {sorted(extra)}")
     if not isinstance(e.get("transfer"), bool):
@@ -221,10 +221,39 @@ def tts(voice: dict, text: str, out_wav: Path):
         raise ValueError(eng)
 
 
+PAUSE = re.compile(r"\s*<pause (\d+)>\s*")
+
+
+def tts_with_pauses(voice: dict, text: str, out_wav: Path, tmp: Path):
+    """TTS of a turn whose text holds `<pause MS>` marks: each piece is spoken on its own and
+    the pieces are joined with that much silence (a caller reading digits in chunks, or
+    saying "Hello." and drawing breath before the question)."""
+    parts = PAUSE.split(text)
+    if len(parts) == 1:
+        tts(voice, text, out_wav)
+        return
+    pieces = []
+    for k, chunk in enumerate(parts):
+        if k % 2 == 1:
+            sil = tmp / f"pause{k}.wav"
+            run(["sox", "-n", "-r", "22050", "-b", "16", "-c", "1", str(sil), "trim", "0",
+                 f"{int(chunk) / 1000:.3f}"])
+            pieces.append(sil)
+        elif chunk.strip():
+            raw, norm = tmp / f"piece{k}.raw.wav", tmp / f"piece{k}.wav"
+            tts(voice, chunk.strip(), raw)
+            # Trim the engine's own leading/trailing silence so the gap is the one asked for.
+            run(["sox", "-R", str(raw), "-b", "16", "-c", "1", str(norm), "remix", "-",
+                 "rate", "22050", "silence", "1", "0.02", "0.5%", "reverse", "silence", "1",
+                 "0.02", "0.5%", "reverse"])
+            pieces.append(norm)
+    run(["sox", *map(str, pieces), str(out_wav)])
+
+
 def render_turn(voice: dict, line: dict, text: str, out_wav: Path, tmp: Path) -> bytes:
     """Render one turn; returns the mu-law bytes (for the manifest measures)."""
     raw, tel = tmp / "tts.wav", tmp / "tel.wav"
-    tts(voice, text, raw)
+    tts_with_pauses(voice, text, raw, tmp)
     gain = float(line.get("gain_db", -3))
     run(["sox", "-R", str(raw), "-b", "16", "-c", "1", str(tel), "remix", "-", "rate", "8000",
          "sinc", "300-3400", "norm", "-3", "gain", f"{gain}", "pad", "0.15", "0.25"])

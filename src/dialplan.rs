@@ -100,6 +100,29 @@ pub struct Escalation {
     pub answer_min_confidence: f32,
 }
 
+/// How the line decides the caller has finished a turn (see [`crate::call::turn_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnTaking {
+    /// Judge the end of a turn from the words as well as the pause: act at the first pause on
+    /// a request for a person, wait for the rest of a half-finished one. Off = silence alone.
+    pub semantic: bool,
+    /// Longest silence a half-finished turn is waited for before the line answers what it has.
+    pub hold_ms: u64,
+    /// A number read out with fewer digits than this is still being read.
+    pub id_digits_min: usize,
+}
+
+impl Default for TurnTaking {
+    fn default() -> Self {
+        TurnTaking {
+            semantic: true,
+            hold_ms: 1_500,
+            id_digits_min: 5,
+        }
+    }
+}
+
 mod defaults {
     pub fn repeated_request_after() -> u32 {
         2
@@ -157,6 +180,7 @@ pub struct Dialplan {
     pub greeting: String,
     pub vocabulary: Vec<String>,
     pub escalation: Escalation,
+    pub turns: TurnTaking,
     pub queues: Vec<Queue>,
     pub intents: Vec<Intent>,
     pub answers: Vec<Answer>,
@@ -177,6 +201,8 @@ struct RawDialplan {
     vocabulary: Vec<String>,
     #[serde(default)]
     escalation: Option<Escalation>,
+    #[serde(default)]
+    turns: TurnTaking,
     queues: Spanned<Vec<RawQueue>>,
     #[serde(default)]
     intents: Vec<RawIntent>,
@@ -364,6 +390,7 @@ impl Dialplan {
             greeting: raw.greeting.into_inner(),
             vocabulary: raw.vocabulary,
             escalation,
+            turns: raw.turns,
             queues,
             intents,
             answers,

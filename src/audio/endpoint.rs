@@ -130,6 +130,9 @@ struct Active {
     voiced_frames: u64,
     pauses: u64,
     longest_pause_frames: u64,
+    /// A longer hangover for this pause only, asked for by whoever knows the caller is
+    /// mid-thought (see [`Endpointer::hold_pause`]); dropped when they speak again.
+    hold: Option<u64>,
 }
 
 /// Decides utterance boundaries from one frame decision at a time. Pure state, no audio.
@@ -211,6 +214,12 @@ impl Endpointer {
         })
     }
 
+    /// Whether voicing has begun again after the utterance's last pause (too briefly yet to
+    /// count as the caller resuming).
+    pub fn resuming(&self) -> bool {
+        self.last_voiced || self.active.is_some_and(|a| a.resume_from.is_some())
+    }
+
     /// Whether the last frame pushed counted as voiced after the energy gate.
     pub fn last_frame_voiced(&self) -> bool {
         self.last_voiced
@@ -232,7 +241,21 @@ impl Endpointer {
         } else {
             0
         };
-        frames(grown_ms.max(pause_ms)).clamp(self.min_hangover, self.max_hangover)
+        let adaptive = frames(grown_ms.max(pause_ms)).clamp(self.min_hangover, self.max_hangover);
+        a.hold.map_or(adaptive, |hold| hold.max(adaptive))
+    }
+
+    /// Holds the current pause open for up to `ms` of silence after the last voiced frame
+    /// (rounded up to frames), whatever the adaptive hangover says: the caller is mid-thought.
+    /// Returns whether there was an utterance to hold.
+    pub fn hold_pause(&mut self, ms: u64) -> bool {
+        match self.active.as_mut() {
+            Some(a) => {
+                a.hold = Some(frames(ms).min(self.max_utterance));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Feeds frame `frame` (consecutive indices expected; a gap counts as silence) with the
@@ -264,6 +287,7 @@ impl Endpointer {
                     voiced_frames: self.window.count_ones() as u64,
                     pauses: 0,
                     longest_pause_frames: 0,
+                    hold: None,
                 });
                 return Some(EndpointEvent::SpeechStart { start_frame });
             }
@@ -288,6 +312,7 @@ impl Endpointer {
                     a.voiced_frames += frame + 1 - from;
                     a.last_voiced = frame;
                     a.resume_from = None;
+                    a.hold = None;
                 }
             }
         } else {

@@ -262,6 +262,34 @@ impl Frontend {
         Some(self.cut(end))
     }
 
+    /// Ends the utterance in progress now, as [`FrontendEvent::Pause`] reported it, when the
+    /// caller has stayed silent since speech that ended at `end_ms`: what they said at that
+    /// pause already decided the turn. `None` if they have started again (or never paused
+    /// there), so a turn is never cut under a caller who is talking.
+    pub fn end_turn_at_pause(&mut self, end_ms: u64) -> Option<Utterance> {
+        let last = self.frames_seen.checked_sub(1)?;
+        let ongoing = self.endpointer.ongoing(last)?;
+        if ongoing.end_ms() != end_ms || self.endpointer.resuming() {
+            return None;
+        }
+        let end = self.endpointer.finish(last)?;
+        Some(self.cut(end))
+    }
+
+    /// Keeps the utterance in progress open through up to `ms` of silence after speech that
+    /// ended at `end_ms`, when the caller has not spoken since: they are mid-thought (half a
+    /// number, a greeting before the question), and what they say next belongs to the same
+    /// utterance. Returns whether it was held.
+    pub fn hold_pause(&mut self, end_ms: u64, ms: u64) -> bool {
+        let Some(last) = self.frames_seen.checked_sub(1) else {
+            return false;
+        };
+        match self.endpointer.ongoing(last) {
+            Some(ongoing) if ongoing.end_ms() == end_ms => self.endpointer.hold_pause(ms),
+            _ => false,
+        }
+    }
+
     /// Back to the state of a new call: all history, carry-over and pending events dropped.
     pub fn reset(&mut self) {
         self.vad.reset();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::policy::{self, CallCounters, Decision, Reason, TurnSignals};
+use super::turn_end::{self, Heard, TurnEnd};
 use super::{
     Action, CallInfo, Event, Millis, Record, Speaker, SttFailure, Transcript, TranscriptLine,
 };
@@ -92,6 +93,8 @@ struct Early {
     end_ms: u64,
     samples: usize,
     result: Option<Result<Transcript, SttFailure>>,
+    /// What its transcript says about the turn, once it is in: act without the endpoint?
+    act_now: Option<turn_end::Why>,
 }
 
 impl Early {
@@ -118,8 +121,43 @@ struct Held {
     since: Millis,
 }
 
+/// Silence after which a turn already decided by its words is acted on. Shorter than any
+/// endpoint, yet longer than most breaths between two sentences of one turn ("Agent. Agent!
+/// Get me an agent."), which a cut would split.
+const ACT_AT_PAUSE_MS: Millis = 300;
+
 /// The longest a routine transfer waits for a caller who keeps adding sentences.
 const MAX_HOLD_MS: Millis = 8_000;
+
+/// A turn the caller has not finished ("My account number is 4 4 7…"): what they said so far,
+/// waiting for the rest.
+#[derive(Debug, Clone)]
+struct Unfinished {
+    text: String,
+    confidence: f32,
+    /// Words so far, to weigh each part's confidence by how much of the turn it is.
+    words: usize,
+    prosody: Option<Prosody>,
+    detected: Millis,
+    /// The silence after which the line answers what it has.
+    deadline: Millis,
+    /// Parts joined so far.
+    parts: u32,
+}
+
+/// A caller who keeps leaving half-thoughts is answered after this many parts, however the
+/// last one ends: the wait is for a pause, not for a monologue.
+const MAX_UNFINISHED_PARTS: u32 = 6;
+
+/// One utterance waiting for its transcript, in the order the caller spoke.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    prosody: Prosody,
+    /// When its end was detected (on the engine's clock).
+    detected: Millis,
+    /// When the caller stopped speaking.
+    speech_ended: Millis,
+}
 
 /// Speech that starts this soon into a prompt is probably the caller finishing their previous
 /// sentence, not an interruption.
@@ -141,8 +179,10 @@ pub struct Engine {
     next_mark: u32,
     next_utterance: u64,
     /// Utterances sent for transcription, by id: how they sounded, when their end was detected.
-    pending: BTreeMap<u64, (Prosody, Millis)>,
+    pending: BTreeMap<u64, Pending>,
     held: Option<Held>,
+    /// A half-finished turn waiting for the rest (semantic turn-taking).
+    unfinished: Option<Unfinished>,
     /// Transcriptions that came back before an earlier one: turns are handled in order.
     arrived: BTreeMap<u64, Result<Transcript, SttFailure>>,
     /// The transcription started at the caller's latest pause, while the utterance is open.
@@ -191,6 +231,7 @@ impl Engine {
             next_utterance: 0,
             pending: BTreeMap::new(),
             held: None,
+            unfinished: None,
             arrived: BTreeMap::new(),
             early: None,
             early_fallback: BTreeMap::new(),
@@ -291,6 +332,7 @@ impl Engine {
                         end_ms: u.end_ms,
                         samples: u.samples.len(),
                         result: None,
+                        act_now: None,
                     });
                     let speech_ended = speech_ended(&u, now);
                     out.push(self.transcribe(id, u.samples, speech_ended, true));
@@ -303,6 +345,7 @@ impl Engine {
             }
         }
         self.frontend_events = events;
+        self.act_at_pause(now, out);
         self.handle_arrived(now, out);
     }
 
@@ -318,7 +361,14 @@ impl Engine {
             Some(e) => e.id,
             None => self.next_id(),
         };
-        self.pending.insert(id, (u.prosody, now));
+        self.pending.insert(
+            id,
+            Pending {
+                prosody: u.prosody,
+                detected: now,
+                speech_ended,
+            },
+        );
         if u.samples.len() <= SHORT_PASS_MAX_SAMPLES {
             self.short_audio
                 .insert(id, (u.samples.clone(), speech_ended));
@@ -358,8 +408,11 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         if let Some(e) = self.early.as_mut().filter(|e| e.id == id) {
-            // The caller has not finished: keep it for the endpoint.
+            // The caller has paused but the endpoint has not come: keep it for the endpoint,
+            // unless what they said is worth acting on at once.
             e.result = Some(result);
+            self.judge_pause(now, out);
+            self.act_at_pause(now, out);
             return;
         }
         if let Some((samples, speech_ended)) = self.early_fallback.remove(&id)
@@ -453,6 +506,15 @@ impl Engine {
             }
             return;
         }
+        if let Some(u) = &self.unfinished {
+            let quiet = !self.in_speech && self.pending.is_empty();
+            if quiet && now >= u.deadline {
+                let turn = self.unfinished.take().expect("checked above");
+                self.decision(now, "waited", "the caller said no more", out);
+                self.decide_turn(turn, false, now, out);
+            }
+            return;
+        }
         if let Some(held) = self.held {
             let quiet = !self.in_speech && self.pending.is_empty();
             if (quiet && now >= held.deadline) || now >= held.since + MAX_HOLD_MS {
@@ -490,8 +552,15 @@ impl Engine {
                 // Heard again; the turn waits for that.
                 break;
             };
-            let (prosody, detected) = self.pending.remove(&id).unwrap_or_default();
-            self.on_turn(result, Some(prosody), detected, now, out);
+            let p = self.pending.remove(&id).unwrap_or_default();
+            self.on_turn(
+                result,
+                Some(p.prosody),
+                p.detected,
+                p.speech_ended,
+                now,
+                out,
+            );
             if self.done {
                 return;
             }
@@ -568,6 +637,7 @@ impl Engine {
         result: Result<Transcript, SttFailure>,
         prosody: Option<Prosody>,
         detected: Millis,
+        speech_ended: Millis,
         now: Millis,
         out: &mut Vec<Action>,
     ) {
@@ -602,8 +672,176 @@ impl Engine {
         if !line.is_empty() {
             self.line(now, Speaker::Caller, line, Some(t.confidence), prosody, out);
         }
-        let mut signals = self.signals(&text, t.confidence, prosody.as_ref());
-        signals.foreign_language = foreign.is_some();
+        let part = Unfinished {
+            words: crate::analysis::text::words(&text).len(),
+            text,
+            confidence: t.confidence,
+            prosody,
+            detected,
+            deadline: speech_ended + self.book.dialplan.turns.hold_ms,
+            parts: 1,
+        };
+        let Some(turn) = self.assemble(part, foreign.is_some(), now, out) else {
+            return;
+        };
+        self.decide_turn(turn, foreign.is_some(), now, out);
+    }
+
+    /// Joins this part of a turn to the unfinished part before it, if any, and returns the
+    /// turn to act on — or `None` while the caller seems to be mid-thought.
+    fn assemble(
+        &mut self,
+        part: Unfinished,
+        foreign: bool,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Option<Unfinished> {
+        let turn = match self.unfinished.take() {
+            // Noise while waiting: still waiting, the clock unchanged.
+            Some(before) if part.text.is_empty() && !foreign => {
+                self.unfinished = Some(before);
+                return None;
+            }
+            Some(before) => {
+                let words = before.words + part.words;
+                let weight = |w: usize| w.max(1) as f32;
+                Unfinished {
+                    text: format!("{} {}", before.text, part.text),
+                    confidence: (before.confidence * weight(before.words)
+                        + part.confidence * weight(part.words))
+                        / (weight(before.words) + weight(part.words)),
+                    words,
+                    prosody: part.prosody.or(before.prosody),
+                    parts: before.parts + 1,
+                    ..part
+                }
+            }
+            None => part,
+        };
+        let semantic = self.book.dialplan.turns.semantic;
+        if !semantic
+            || foreign
+            || turn.text.is_empty()
+            || turn.parts >= MAX_UNFINISHED_PARTS
+            || self.goodbye_mark.is_some()
+        {
+            return Some(turn);
+        }
+        let heard = self.heard(&turn.text, turn.confidence);
+        match turn_end::judge(&turn.text, heard, &self.book.dialplan.turns) {
+            TurnEnd::Unfinished(why) => {
+                self.decision(
+                    now,
+                    "wait",
+                    &format!("{}: waiting for the rest", why.as_str()),
+                    out,
+                );
+                self.unfinished = Some(turn);
+                None
+            }
+            _ => Some(turn),
+        }
+    }
+
+    /// What the dialplan makes of `text`, for judging whether the turn is over.
+    fn heard(&self, text: &str, confidence: f32) -> Heard {
+        let topic = intent::classify(text, &self.book.intents).map_or(0.0, |m| m.score);
+        Heard {
+            confidence,
+            min_confidence: self.book.dialplan.escalation.min_confidence,
+            answer: intent::classify(text, &self.book.answers).is_some_and(|m| m.score > topic),
+            topic: topic > 0.0,
+            goodbye: intent::matches_any(text, &self.book.dialplan.goodbye_phrases),
+        }
+    }
+
+    /// Reads the transcript of the caller's latest pause: does it decide the turn?
+    fn judge_pause(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if !self.book.dialplan.turns.semantic || self.goodbye_mark.is_some() {
+            return;
+        }
+        let Some(Early {
+            result: Some(Ok(t)),
+            ..
+        }) = &self.early
+        else {
+            return;
+        };
+        let text = clean_transcript(&t.text);
+        if text.is_empty() || language::detect(&t.text).is_some() {
+            return;
+        }
+        let joined = match &self.unfinished {
+            Some(u) => format!("{} {text}", u.text),
+            None => text,
+        };
+        let heard = self.heard(&joined, t.confidence);
+        let turns = self.book.dialplan.turns;
+        match turn_end::judge(&joined, heard, &turns) {
+            TurnEnd::ActNow(why) => {
+                if let Some(e) = self.early.as_mut() {
+                    e.act_now = Some(why);
+                }
+                self.decision(
+                    now,
+                    "turn_decided",
+                    &format!("{} at a pause: acting without the endpoint", why.as_str()),
+                    out,
+                );
+            }
+            TurnEnd::Unfinished(why) => {
+                // Keep the utterance open, so the rest reaches Whisper with what came before
+                // it: a digit string heard whole is heard far better than digit by digit.
+                let end_ms = self.early.as_ref().map_or(0, |e| e.end_ms);
+                if self.frontend.hold_pause(end_ms, turns.hold_ms) {
+                    self.decision(
+                        now,
+                        "hold_pause",
+                        &format!("{}: holding the pause open", why.as_str()),
+                        out,
+                    );
+                }
+            }
+            TurnEnd::Finished => {}
+        }
+    }
+
+    /// The turn was decided at this pause and the caller has stayed silent for
+    /// [`ACT_AT_PAUSE_MS`]: end the utterance here instead of waiting out the endpoint.
+    fn act_at_pause(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let Some(Early {
+            act_now: Some(_),
+            end_ms,
+            ..
+        }) = self.early
+        else {
+            return;
+        };
+        let heard_until = self.frontend.frames_seen() * crate::audio::FRAME_MS;
+        if heard_until < end_ms + ACT_AT_PAUSE_MS {
+            return;
+        }
+        // The caller may have started again since the pause: then it is not the end.
+        let Some(u) = self.frontend.end_turn_at_pause(end_ms) else {
+            return;
+        };
+        self.in_speech = false;
+        self.last_activity = now;
+        self.on_utterance(u, now, out);
+        self.handle_arrived(now, out);
+    }
+
+    /// Acts on a whole turn.
+    fn decide_turn(&mut self, turn: Unfinished, foreign: bool, now: Millis, out: &mut Vec<Action>) {
+        let Unfinished {
+            text,
+            confidence,
+            prosody,
+            detected,
+            ..
+        } = turn;
+        let mut signals = self.signals(&text, confidence, prosody.as_ref());
+        signals.foreign_language = foreign;
         self.counters.stalled_ms = now.saturating_sub(self.progress_at);
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
         self.absorb(&signals, &decision, &text, now);
@@ -621,7 +859,14 @@ impl Engine {
             // The caller went on talking: their facts are merged. Something urgent acts now;
             // otherwise the routine transfer waits until they pause again.
             match decision {
-                Decision::Transfer { reason, priority } if reason != Reason::Dialplan => {
+                // Only a reason that outranks the routine transfer already decided replaces
+                // it: a mumbled second sentence does not make the caller "not understood".
+                Decision::Transfer { reason, priority }
+                    if !matches!(
+                        reason,
+                        Reason::Dialplan | Reason::NotUnderstood | Reason::LowConfidence
+                    ) =>
+                {
                     self.transfer(reason, priority, now, out)
                 }
                 other => {

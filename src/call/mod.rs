@@ -8,6 +8,7 @@ mod engine;
 mod policy;
 #[cfg(test)]
 mod tests;
+pub mod turn_end;
 
 pub use crate::stt::{SttFailure, Transcript};
 pub use engine::{Engine, Playbook};

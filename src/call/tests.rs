@@ -83,11 +83,18 @@ struct Call {
     /// Caller lines recorded, with when.
     lines: Vec<(Millis, String)>,
     samples: Vec<(u64, Vec<f32>)>,
+    /// Transfers, prompts played and decisions recorded, with when.
+    transfers: Vec<(Millis, Box<crate::handoff::Handoff>)>,
+    prompts: Vec<(Millis, String)>,
+    decisions: Vec<(Millis, String)>,
 }
 
 impl Call {
     fn new() -> Call {
-        let mut engine = engine();
+        Call::with(engine())
+    }
+
+    fn with(mut engine: Engine) -> Call {
         let mut marks = Vec::new();
         for a in engine.start(0) {
             if let Action::Play { mark, .. } = a {
@@ -103,6 +110,9 @@ impl Call {
             asked: Vec::new(),
             lines: Vec::new(),
             samples: Vec::new(),
+            transfers: Vec::new(),
+            prompts: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
@@ -114,6 +124,8 @@ impl Call {
         for frame in audio.chunks(FRAME_SAMPLES_8K) {
             self.now += 20;
             let mut todo: VecDeque<Action> = self.engine.feed(Event::Audio(frame), self.now).into();
+            // Time passes with every frame, as the driver's ticks tell the engine.
+            todo.extend(self.engine.feed(Event::Tick, self.now));
             while let Some(action) = todo.pop_front() {
                 if let Some((id, result)) = self.take(action, &mut answer) {
                     let more = self.engine.feed(
@@ -168,6 +180,18 @@ impl Call {
             }
             Action::Record(Record::Line(l)) if l.speaker == Speaker::Caller => {
                 self.lines.push((l.t_ms, l.text));
+                None
+            }
+            Action::Record(Record::Decision { decision, .. }) => {
+                self.decisions.push((self.now, decision));
+                None
+            }
+            Action::Transfer(h) => {
+                self.transfers.push((self.now, h));
+                None
+            }
+            Action::Play { prompt, .. } => {
+                self.prompts.push((self.now, prompt));
                 None
             }
             _ => None,
@@ -378,4 +402,183 @@ fn an_understood_or_sure_short_utterance_gets_no_second_pass() {
         let (call, _) = short_call(first.clone(), None);
         assert!(call.late().is_empty(), "{first:?}: {:?}", call.asked);
     }
+}
+
+// ---- Semantic turn-taking: the words decide when a turn is over as well as the pause. ----
+
+/// An engine whose dialplan judges turns by silence alone (the rule before semantic turns).
+fn silence_only_engine() -> Engine {
+    let b = book();
+    let mut dialplan = b.dialplan.clone();
+    dialplan.turns.semantic = false;
+    let book = Arc::new(Playbook::new(
+        dialplan,
+        b.prompts.clone(),
+        b.frontend.clone(),
+    ));
+    let info = engine().info().clone();
+    Engine::new(info, book).expect("default frontend config")
+}
+
+/// Stream time at which the trimmed turn's speech ends when played from the call's start.
+fn trimmed_end_ms() -> Millis {
+    (trimmed_turn().len() / 8) as Millis + 20
+}
+
+#[test]
+fn a_request_for_a_person_is_acted_on_at_the_first_pause() {
+    let mut audio = trimmed_turn();
+    audio.extend(silence(1500));
+    let request = |_: &Asked| Some(said("I need to speak to an agent, please."));
+
+    let mut call = Call::new();
+    call.play(&audio, request);
+    let mut slow = Call::with(silence_only_engine());
+    slow.play(&audio, request);
+
+    let end = trimmed_end_ms();
+    let (at, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.reason, "explicit_request");
+    // Acted after 300 ms of silence (plus a frame or two of VAD smoothing), well inside the
+    // endpoint's 400 ms minimum that the silence-only rule waits out.
+    assert!(*at <= end + 360, "transfer at {at}, speech ended {end}");
+    let (slow_at, _) = slow.transfers.first().expect("transferred");
+    assert!(*slow_at >= end + 400, "silence-only transfer at {slow_at}");
+    assert!(call.decisions.iter().any(|(_, d)| d == "turn_decided"));
+    // The utterance the turn was cut at is the one transcribed at the pause: no new request.
+    assert!(call.late().is_empty(), "{:?}", call.asked);
+}
+
+#[test]
+fn a_caller_who_goes_on_after_a_request_is_not_cut_off() {
+    // "Agent." then, after a 260 ms breath (long enough to be transcribed early, too short to
+    // act on), more words: one turn.
+    let mut audio = trimmed_turn();
+    audio.extend(silence(260));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(1500));
+    let resumed_at = trimmed_end_ms() + 260;
+    let mut call = Call::new();
+    call.play(&audio, |a| {
+        Some(if a.at < resumed_at {
+            said("Agent.")
+        } else {
+            said("Agent. I was charged twice for my internet.")
+        })
+    });
+    assert_eq!(call.transfers.len(), 1, "{:?}", call.decisions);
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    assert_eq!(
+        call.lines[0].1,
+        "Agent. I was charged twice for my internet."
+    );
+    assert!(call.transfers[0].0 > resumed_at + 400);
+}
+
+/// An engine with its own dialplan turn settings and frontend tuning.
+fn engine_with(semantic: bool, early_transcripts: bool) -> Engine {
+    let b = book();
+    let mut dialplan = b.dialplan.clone();
+    dialplan.turns.semantic = semantic;
+    let mut frontend = b.frontend.clone();
+    frontend.early_transcripts = early_transcripts;
+    let book = Arc::new(Playbook::new(dialplan, b.prompts.clone(), frontend));
+    Engine::new(engine().info().clone(), book).expect("default frontend config")
+}
+
+/// "I need a refund, my account number is 4 4 7." … 1 s … "1 9.", then quiet; and when the
+/// second chunk starts.
+fn chunked_number() -> (Vec<u8>, Millis) {
+    let mut audio = trimmed_turn();
+    audio.extend(silence(1000));
+    let second_from = trimmed_end_ms() + 1000;
+    audio.extend(trimmed_turn());
+    audio.extend(silence(2500));
+    (audio, second_from)
+}
+
+#[test]
+fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
+    let (audio, second_from) = chunked_number();
+    let mut call = Call::new();
+    call.play(&audio, |a| {
+        Some(if a.at < second_from {
+            said("I need a refund, my account number is 4 4 7.")
+        } else {
+            said("I need a refund, my account number is 4 4 7. 1 9.")
+        })
+    });
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert_eq!(h.card.queue, "billing");
+    assert!(call.decisions.iter().any(|(_, d)| d == "hold_pause"));
+    // One utterance, transcribed whole: one caller line, and its last transcription covered
+    // both chunks.
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    assert!(call.asked.last().unwrap().samples > 2 * trimmed_turn().len() * 2);
+    assert!(
+        call.prompts.is_empty(),
+        "no prompt in between: {:?}",
+        call.prompts
+    );
+
+    // By silence alone the first chunk is a turn of its own and the number is lost.
+    let mut slow = Call::with(engine_with(false, true));
+    slow.play(&audio, |a| {
+        Some(if a.at < second_from {
+            said("I need a refund, my account number is 4 4 7.")
+        } else {
+            said("1 9.")
+        })
+    });
+    let (_, h) = slow.transfers.first().expect("transferred");
+    assert_ne!(h.card.facts.account_number.as_deref(), Some("44719"));
+}
+
+#[test]
+fn chunks_cut_by_the_endpoint_are_joined_into_one_turn() {
+    // Without a transcript at the pause (or with one that comes back too late to hold it),
+    // the endpoint cuts each chunk; the turn still waits for the rest and joins them.
+    let (audio, second_from) = chunked_number();
+    let mut call = Call::with(engine_with(true, false));
+    call.play(&audio, |a| {
+        Some(if a.at < second_from {
+            said("I need a refund, my account number is 4 4 7.")
+        } else {
+            said("1 9.")
+        })
+    });
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert_eq!(h.card.queue, "billing");
+    assert_eq!(call.lines.len(), 2, "{:?}", call.lines);
+    assert!(call.decisions.iter().any(|(_, d)| d == "wait"));
+    assert!(
+        call.prompts.is_empty(),
+        "no prompt in between: {:?}",
+        call.prompts
+    );
+}
+
+#[test]
+fn a_lone_greeting_waits_for_the_question_then_answers_what_it_has() {
+    let mut audio = trimmed_turn();
+    audio.extend(silence(3000));
+    let mut call = Call::new();
+    call.play(&audio, |_| Some(said("Hello.")));
+    let end = trimmed_end_ms();
+    assert!(call.decisions.iter().any(|(_, d)| d == "wait"));
+    let waited = call
+        .decisions
+        .iter()
+        .find(|(_, d)| d == "waited")
+        .expect("gave up waiting");
+    // Held for the configured 1.5 s of silence after the last voiced frame (which the VAD
+    // places a little before the end of the trimmed audio), then answered, not before.
+    assert!(
+        (end + 1400..=end + 1560).contains(&waited.0),
+        "{waited:?}, speech ended {end}"
+    );
+    let (at, prompt) = call.prompts.first().expect("the line says something");
+    assert!(*at >= waited.0, "{prompt} at {at}");
 }

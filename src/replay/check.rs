@@ -14,6 +14,9 @@ pub struct Miss {
     pub detail: String,
 }
 
+/// Prompts that ask the caller to say it again or say more.
+const CLARIFYING_PROMPTS: [&str; 3] = ["clarify", "repeat_unclear", "still_there"];
+
 const DIGIT_WORDS: [(&str, &str); 11] = [
     ("zero", "0"),
     ("oh", "0"),
@@ -180,6 +183,21 @@ pub fn check(f: &Fixture, o: &Outcome) -> Vec<Miss> {
                     miss("answer", format!("no {kind} answer in {said:?}"));
                 }
             }
+        }
+    }
+    if let Some(want) = e.clarify {
+        let asked: Vec<&str> = o
+            .transcript
+            .iter()
+            .filter(|l| l.speaker == Speaker::System)
+            .filter_map(|l| l.prompt.as_deref())
+            .filter(|p| CLARIFYING_PROMPTS.iter().any(|c| p.starts_with(c)))
+            .collect();
+        if want == asked.is_empty() {
+            miss(
+                "clarify",
+                format!("expected clarifying questions {want}, saw {asked:?}"),
+            );
         }
     }
     if let Some(want) = e.barge_in

@@ -73,6 +73,10 @@ pub struct Expect {
     pub answer: Option<String>,
     #[serde(default)]
     pub barge_in: Option<bool>,
+    /// `false`: the line never asked the caller to repeat or clarify (it waited for the rest
+    /// of a turn instead of cutting in).
+    #[serde(default)]
+    pub clarify: Option<bool>,
 }
 
 impl Expect {
@@ -89,6 +93,7 @@ impl Expect {
             latest_turn: None,
             answer: None,
             barge_in: None,
+            clarify: None,
         }
     }
 }
