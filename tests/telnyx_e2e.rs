@@ -25,11 +25,7 @@ async fn a_telnyx_call_barges_in_and_is_transferred_with_the_summary_audio_and_c
     let call = "v3:telnyx-e2e-call-0001";
     let mut s = Stream::open(&h, &fake, call).await;
     s.silence(50).await;
-    assert!(
-        s.saw("media"),
-        "no greeting: {:?}",
-        s.events
-    );
+    assert!(s.saw("media"), "no greeting: {:?}", s.events);
     // Talking over the greeting clears it.
     s.speak("barge_in_agent_joe/0.wav").await;
     assert!(
@@ -162,7 +158,8 @@ async fn forged_or_stale_webhooks_are_refused_and_admit_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dtmf_transfers_and_a_dropped_stream_fails_open_to_a_person_with_the_card() {
+async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a_person_with_the_card()
+ {
     let (h, fake) = telnyx_line().await;
     // DTMF 0 asks for a person.
     let call = "v3:telnyx-e2e-dtmf";
@@ -225,4 +222,45 @@ async fn dtmf_transfers_and_a_dropped_stream_fails_open_to_a_person_with_the_car
         .await
         .expect("a failed stream fails open");
     assert_eq!(transfer.body["to"], GENERAL);
+
+    // Telnyx refuses the transfer: the stream closes and the caller is transferred to the
+    // fallback queue instead, with the card's summary for the agent.
+    let call = "v3:telnyx-e2e-refused";
+    let mut s = Stream::open(&h, &fake, call).await;
+    s.silence(5).await;
+    *fake.refuse_transfers.lock().unwrap() = 1;
+    s.dtmf("0").await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while fake
+        .actions_for(call)
+        .iter()
+        .filter(|a| *a == "transfer")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < until,
+            "no second transfer after the refusal: {:?}",
+            fake.actions_for(call)
+        );
+        s.silence(2).await;
+    }
+    assert!(s.saw("closed"), "the stream stays open: {:?}", s.events);
+    let transfers: Vec<_> = fake
+        .commands_for(call)
+        .into_iter()
+        .filter(|c| c.action == "transfer")
+        .collect();
+    assert_ne!(
+        transfers[0].body["command_id"],
+        transfers[1].body["command_id"]
+    );
+    assert_eq!(transfers[1].body["to"], GENERAL);
+    let (_, rec) = get_json(&h, &format!("/api/calls/{call}")).await;
+    assert_eq!(rec["outcome"], "transfer_failed", "{rec}");
+    let handoff_id = rec["handoff"]["handoff_id"].as_str().unwrap();
+    assert_eq!(
+        transfers[1].body["audio_url"],
+        format!("{}/audio/summary/{handoff_id}", h.base)
+    );
 }

@@ -43,6 +43,8 @@ pub struct Command {
 #[derive(Clone, Default)]
 pub struct FakeTelnyx {
     pub commands: Arc<Mutex<Vec<Command>>>,
+    /// How many of the next `transfer` commands to refuse (422, as for a bad destination).
+    pub refuse_transfers: Arc<Mutex<u32>>,
 }
 
 async fn action(
@@ -56,10 +58,20 @@ async fn action(
         return (StatusCode::UNAUTHORIZED, Json(json!({"errors": []})));
     }
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let refuse = action == "transfer" && {
+        let mut left = f.refuse_transfers.lock().unwrap();
+        let refuse = *left > 0;
+        *left = left.saturating_sub(1);
+        refuse
+    };
     f.commands
         .lock()
         .unwrap()
         .push(Command { call, action, body });
+    if refuse {
+        let err = json!({"errors": [{"code": "90046", "title": "Invalid destination"}]});
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(err));
+    }
     (StatusCode::OK, Json(json!({"data": {"result": "ok"}})))
 }
 
