@@ -145,9 +145,13 @@ impl Codec {
             }
             "media" => {
                 let m = raw.media.ok_or_else(|| missing("media"))?;
-                // Only the caller's side is asked for (`inbound_track`); anything else would
-                // be warmline's own voice coming back.
-                if m.track.as_deref().is_some_and(|t| t != "inbound") {
+                // Only the caller's side is asked for (`inbound_track`). The exact `track`
+                // strings are unverified, so only a frame that says it is the outbound side
+                // (warmline's own voice) is dropped; a wrong guess here would make calls deaf.
+                if m.track
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("outbound"))
+                {
                     return Ok(MediaEvent::Nothing);
                 }
                 let payload = m.payload.ok_or_else(|| missing("media.payload"))?;
@@ -219,8 +223,10 @@ impl Codec {
 mod tests {
     use super::*;
 
-    // Telnyx's AsyncAPI examples (stream-call-media-over-websocket), client_state replaced by
-    // base64("tok-123").
+    // `connected` and `start` are Telnyx's AsyncAPI examples (stream-call-media-over-websocket),
+    // client_state replaced by base64("tok-123"). The other frames follow the field names of
+    // the AsyncAPI message descriptions and pipecat's reader (dtmf); the exact layout of the
+    // `stop` body and the `error` payload is not shown there, and the codec reads neither.
     const CONNECTED: &str = r#"{"event":"connected","version":"1.0.0"}"#;
     const START: &str = r#"{"event":"start","sequence_number":"1","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC","start":{"user_id":"3E6F995F-85F7-4705-9741-53B116D28237","call_control_id":"v2:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ","call_session_id":"ff55a038-6f5d-11ef-9692-02420aeffb1f","from":"+13122010094","to":"+13122123456","tags":["TAG1","TAG2"],"client_state":"dG9rLTEyMw==","custom_parameters":{"customer_id":"customer_123"},"media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}}}"#;
 
@@ -253,6 +259,11 @@ mod tests {
                 chunk: Some(2)
             }
         );
+        let named_otherwise = media.replace(r#""track":"inbound""#, r#""track":"inbound_track""#);
+        assert!(matches!(
+            c.decode(text(&named_otherwise)).unwrap(),
+            MediaEvent::Audio { .. }
+        ));
         let outbound = media.replace(r#""track":"inbound""#, r#""track":"outbound""#);
         assert_eq!(c.decode(text(&outbound)).unwrap(), MediaEvent::Nothing);
         assert_eq!(

@@ -201,6 +201,10 @@ pub async fn webhook(State(c): State<Carrier>, req: Request) -> Response {
             let to = p.to.unwrap_or_default();
             tokio::spawn(async move { initiated(&c, &call, &from, &to).await }.instrument(span));
         }
+        // The caller is gone: nothing is left to fail open for this call.
+        "call.hangup" => {
+            c.spec.calls.decide_once(&call);
+        }
         "streaming.stopped" | "streaming.failed" => {
             tokio::spawn(async move { stream_ended(&c, &call, false).await }.instrument(span));
         }
