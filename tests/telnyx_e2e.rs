@@ -264,3 +264,18 @@ async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a
         format!("{}/audio/summary/{handoff_id}", h.base)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_answers_and_transfers_the_caller_straight_to_a_person() {
+    let (h, fake) = common::telnyx::telnyx_line_with(|s| s.max_calls = 0).await;
+    let call = "v3:telnyx-e2e-full";
+    assert_eq!(post_event(&h, "call.initiated", initiated(call)).await, 200);
+    let transfer = fake
+        .wait_for(call, "transfer", Duration::from_secs(5))
+        .await
+        .expect("a caller warmline cannot take goes to a person");
+    assert_eq!(transfer.body["to"], GENERAL);
+    assert_eq!(fake.actions_for(call), ["answer", "speak", "transfer"]);
+    let answer = &fake.commands_for(call)[0].body;
+    assert!(answer.get("stream_url").is_none(), "{answer}");
+}

@@ -179,6 +179,7 @@ impl Control {
                     target: h.card.target.clone(),
                     whisper_url: self.whisper_url(&h.id).unwrap_or_default(),
                     id: h.id.clone(),
+                    stop_stream: true,
                 };
                 (rest.clone(), String::new(), How::Telnyx(Box::new(t)))
             }

@@ -114,6 +114,12 @@ impl FakeTelnyx {
 
 /// warmline with Telnyx on, its API pointed at a fresh fake.
 pub async fn telnyx_line() -> (Harness, FakeTelnyx) {
+    telnyx_line_with(|_| {}).await
+}
+
+pub async fn telnyx_line_with(
+    configure: impl FnOnce(&mut warmline::config::Settings),
+) -> (Harness, FakeTelnyx) {
     let fake = FakeTelnyx::default();
     let app = axum::Router::new()
         .route("/v2/calls/{call}/actions/{action}", post(action))
@@ -125,6 +131,7 @@ pub async fn telnyx_line() -> (Harness, FakeTelnyx) {
         s.telnyx_api_key = Some(API_KEY.into());
         s.telnyx_public_key = Some(public_key_b64());
         s.telnyx_api_base = format!("http://{addr}");
+        configure(s);
     })
     .await;
     (h, fake)

@@ -120,11 +120,13 @@ pub struct Transfer {
     pub whisper_url: String,
     /// Unique per handoff; the commands' ids derive from it.
     pub id: String,
+    /// Whether a stream is still running that the transfer must stop.
+    pub stop_stream: bool,
 }
 
 impl Transfer {
     /// Speaks to the caller (best effort: a failed prompt must not stop the transfer), then
-    /// transfers (retried; its answer is the outcome), then stops the stream.
+    /// transfers (retried; its answer is the outcome), then stops the stream if one runs.
     pub async fn run(
         &self,
         rest: &TwilioRest,
@@ -144,6 +146,9 @@ impl Transfer {
         )
         .send(rest, call_control_id)
         .await?;
+        if !self.stop_stream {
+            return Ok(ok);
+        }
         if let Err(e) = streaming_stop(&format!("{}-stop", self.id))
             .send(rest, call_control_id)
             .await

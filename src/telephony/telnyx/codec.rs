@@ -8,7 +8,10 @@
 //! returns the queued marks, as the driver expects of a native-mark provider.
 //!
 //! The stream token: the answer command's `client_state` (base64) is echoed in
-//! `start.client_state` (same AsyncAPI example), so warmline puts the token there.
+//! `start.client_state` (same AsyncAPI example; micdrop's Telnyx transport reads the answer's
+//! parameters back from it too), so warmline puts the token there. `stream_auth_token` (sent
+//! as the `x-telnyx-streaming-auth-token` upgrade header) exists on `streaming_start` but not
+//! on `answer` (telnyx-python `action_answer_params.py`), so it is not used.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -278,6 +278,8 @@ async fn transfer_to(c: &Carrier, call: &str, say: &str, target: &str, handoff_i
             .and_then(|id| c.spec.control.whisper_url(id))
             .unwrap_or_default(),
         id: "warmline-fallback".to_string(),
+        // The fallback runs once the stream is gone (or never existed).
+        stop_stream: false,
     };
     match t.run(&c.spec.rest, call).await {
         Ok(_) => tracing::info!(target, "fallback transfer accepted by Telnyx"),
