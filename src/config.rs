@@ -62,6 +62,12 @@ pub struct Settings {
     pub plivo_auth_token: Option<String>,
     /// Plivo REST base URL.
     pub plivo_api_base: String,
+    /// Telnyx API v2 key (Call Control commands, `Authorization: Bearer`).
+    pub telnyx_api_key: Option<String>,
+    /// Telnyx account public key, base64 of the 32-byte Ed25519 key (verifies its webhooks).
+    pub telnyx_public_key: Option<String>,
+    /// Telnyx REST base URL.
+    pub telnyx_api_base: String,
     /// Where Asterisk's AudioSocket connects (e.g. `127.0.0.1:9092`); off when unset.
     pub audiosocket_listen: Option<SocketAddr>,
     /// Shared secret the Asterisk dialplan sends when it asks warmline for a call's route;
@@ -191,6 +197,9 @@ impl Default for Settings {
             plivo_auth_id: None,
             plivo_auth_token: None,
             plivo_api_base: "https://api.plivo.com".into(),
+            telnyx_api_key: None,
+            telnyx_public_key: None,
+            telnyx_api_base: "https://api.telnyx.com".into(),
             audiosocket_listen: None,
             asterisk_token: None,
             max_calls: 64,
@@ -291,6 +300,8 @@ impl Settings {
             ("SIGNALWIRE_SPACE_URL", &mut self.signalwire_space_url),
             ("PLIVO_AUTH_ID", &mut self.plivo_auth_id),
             ("PLIVO_AUTH_TOKEN", &mut self.plivo_auth_token),
+            ("TELNYX_API_KEY", &mut self.telnyx_api_key),
+            ("TELNYX_PUBLIC_KEY", &mut self.telnyx_public_key),
         ] {
             if let Some(v) = nonempty(var) {
                 *slot = Some(v);
@@ -298,6 +309,9 @@ impl Settings {
         }
         if let Some(v) = nonempty("WARMLINE_PLIVO_API_BASE") {
             self.plivo_api_base = v;
+        }
+        if let Some(v) = nonempty("WARMLINE_TELNYX_API_BASE") {
+            self.telnyx_api_base = v;
         }
         if let Some(v) = nonempty("WARMLINE_ASTERISK_TOKEN") {
             self.asterisk_token = Some(v);

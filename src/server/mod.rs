@@ -34,6 +34,7 @@ use crate::stt::engine::SttEngine;
 use crate::telephony::asterisk::routes as asterisk;
 use crate::telephony::control::{Control, Documents};
 use crate::telephony::plivo::routes::{self as plivo_routes, PlivoCarrier};
+use crate::telephony::telnyx::routes::{self as telnyx_routes, TelnyxCarrier};
 use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
 use crate::telephony::twilio::routes::{self as twilio_routes, TwimlCarrier};
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub signalwire: Option<Arc<TwimlCarrier>>,
     /// Plivo, when its auth id and token are set.
     pub plivo: Option<Arc<PlivoCarrier>>,
+    /// Telnyx, when its API key and public key are set.
+    pub telnyx: Option<Arc<TelnyxCarrier>>,
     pub http: reqwest::Client,
     /// Call slots and the single-use stream tokens that claim them.
     pub admission: Arc<admission::Admission>,
@@ -105,6 +108,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     if let Some(p) = &state.plivo {
         app = app.merge(plivo_routes::routes(state.clone(), p.clone()));
+    }
+    if let Some(t) = &state.telnyx {
+        app = app.merge(telnyx_routes::routes(state.clone(), t.clone()));
     }
     app
 }
@@ -158,6 +164,7 @@ pub fn build_state(
         }),
         signalwire: signalwire_carrier(&settings)?,
         plivo: plivo_carrier(&settings)?,
+        telnyx: telnyx_carrier(&settings)?,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -227,6 +234,24 @@ fn plivo_carrier(s: &Settings) -> Result<Option<Arc<PlivoCarrier>>> {
             docs: Arc::new(Documents::default()),
         },
     })))
+}
+
+/// Telnyx, when its API key and public key are set.
+fn telnyx_carrier(s: &Settings) -> Result<Option<Arc<TelnyxCarrier>>> {
+    let (Some(key), Some(public)) = (&s.telnyx_api_key, &s.telnyx_public_key) else {
+        tracing::info!("Telnyx off (set TELNYX_API_KEY and TELNYX_PUBLIC_KEY)");
+        return Ok(None);
+    };
+    let public = crate::telephony::telnyx::signature::PublicKey::from_base64(public)
+        .context("reading TELNYX_PUBLIC_KEY")?;
+    let rest = TwilioRest::bearer(&s.telnyx_api_base, key, RetryPolicy::default())
+        .context("building the Telnyx REST client")?;
+    tracing::info!("Telnyx on: /telnyx/call");
+    Ok(Some(Arc::new(TelnyxCarrier::new(
+        public,
+        rest,
+        &s.public_url,
+    ))))
 }
 
 /// Loads (pulling on first run) the model into the state; `/healthz` turns 200 after this.

@@ -66,6 +66,12 @@ pub enum Control {
     },
     /// End the media connection; the PBX's dialplan continues and fetches the route.
     HandBack,
+    /// Telnyx Call Control: speak to the caller, `transfer` with the spoken summary as the
+    /// agent's `audio_url`, then `streaming_stop`.
+    Telnyx {
+        rest: Option<TwilioRest>,
+        public_url: String,
+    },
 }
 
 /// Which request a REST transfer makes.
@@ -73,6 +79,7 @@ enum How {
     Twiml,
     Url,
     PlivoAleg,
+    Telnyx(Box<crate::telephony::telnyx::call_control::Transfer>),
 }
 
 /// How a transfer proceeds.
@@ -95,6 +102,10 @@ impl Control {
             } => Some(format!("{public_url}/{prefix}/agent-whisper/{handoff_id}")),
             Control::Plivo { public_url, .. } => {
                 Some(format!("{public_url}/plivo/agent-whisper/{handoff_id}"))
+            }
+            // The summary as audio, rendered by warmline (8 kHz WAV; see the audio routes).
+            Control::Telnyx { public_url, .. } => {
+                Some(format!("{public_url}/audio/summary/{handoff_id}"))
             }
             Control::HandBack => None,
         }
@@ -162,6 +173,16 @@ impl Control {
                     How::PlivoAleg,
                 )
             }
+            Control::Telnyx { rest, .. } => {
+                let t = crate::telephony::telnyx::call_control::Transfer {
+                    say: h.caller_say.clone(),
+                    target: h.card.target.clone(),
+                    whisper_url: self.whisper_url(&h.id).unwrap_or_default(),
+                    id: h.id.clone(),
+                    stop_stream: true,
+                };
+                (rest.clone(), String::new(), How::Telnyx(Box::new(t)))
+            }
         };
         let call_id = call_id.to_string();
         Started::Request(async move {
@@ -182,6 +203,7 @@ impl Control {
                     });
                     rest.post_json_retried(&path, &body).await
                 }
+                How::Telnyx(t) => t.run(&rest, &call_id).await,
             };
             result
                 .map(|ok| ok.attempts)

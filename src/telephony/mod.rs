@@ -11,6 +11,7 @@ pub mod control;
 pub mod media;
 pub mod plivo;
 pub mod signalwire;
+pub mod telnyx;
 pub mod twilio;
 
 use media::{Frame, MediaEvent, Outgoing, WireError};
@@ -24,6 +25,8 @@ pub enum WireCodec {
     Plivo(plivo::codec::Codec),
     /// Asterisk AudioSocket over TCP.
     AudioSocket(asterisk::audiosocket::Codec),
+    /// Telnyx media streaming (bidirectional RTP mode, PCMU).
+    Telnyx(telnyx::codec::Codec),
 }
 
 impl WireCodec {
@@ -32,6 +35,7 @@ impl WireCodec {
             WireCodec::Twilio(c) => c.decode(frame),
             WireCodec::Plivo(c) => c.decode(frame),
             WireCodec::AudioSocket(c) => c.decode(frame),
+            WireCodec::Telnyx(c) => c.decode(frame),
         }
     }
 
@@ -41,6 +45,7 @@ impl WireCodec {
             WireCodec::Twilio(c) => c.encode(out),
             WireCodec::Plivo(c) => c.encode(out),
             WireCodec::AudioSocket(c) => c.encode(out),
+            WireCodec::Telnyx(c) => c.encode(out),
         }
     }
 
@@ -48,7 +53,7 @@ impl WireCodec {
     /// them from its own playout clock (the audio is paced in real time anyway).
     pub fn native_marks(&self) -> bool {
         match self {
-            WireCodec::Twilio(_) | WireCodec::Plivo(_) => true,
+            WireCodec::Twilio(_) | WireCodec::Plivo(_) | WireCodec::Telnyx(_) => true,
             WireCodec::AudioSocket(_) => false,
         }
     }

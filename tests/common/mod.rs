@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod telnyx;
 pub mod twilio;
 
 use std::path::{Path, PathBuf};

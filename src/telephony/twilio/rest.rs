@@ -106,6 +106,8 @@ pub struct TwilioRest {
     account_sid: String,
     auth_token: String,
     policy: RetryPolicy,
+    /// Telnyx takes its API key as a bearer token; the others use basic auth.
+    bearer: bool,
 }
 
 /// Hand-written so the auth token never reaches a log line.
@@ -139,7 +141,17 @@ impl TwilioRest {
             account_sid: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
             policy,
+            bearer: false,
         })
+    }
+
+    /// A client that sends `Authorization: Bearer {api_key}` (Telnyx API v2), with the same
+    /// retry policy and failure kinds.
+    pub fn bearer(api_base: &str, api_key: &str, policy: RetryPolicy) -> Result<Self, RestError> {
+        let mut rest = Self::new(api_base, "bearer", api_key, policy)?;
+        rest.account_sid.clear();
+        rest.bearer = true;
+        Ok(rest)
     }
 
     /// The underlying HTTP client, shareable for the handoff webhook.
@@ -240,10 +252,12 @@ impl TwilioRest {
     }
 
     async fn try_update(&self, url: &str, body: Body<'_>) -> Try {
-        let request = self
-            .client
-            .post(url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token));
+        let request = self.client.post(url);
+        let request = if self.bearer {
+            request.bearer_auth(&self.auth_token)
+        } else {
+            request.basic_auth(&self.account_sid, Some(&self.auth_token))
+        };
         let sent = match body {
             Body::Form(form) => request.form(form),
             Body::Json(json) => request.json(json),
