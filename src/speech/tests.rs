@@ -532,3 +532,35 @@ fn a_typical_summary_is_under_fifteen_seconds() {
     let wav = audio.to_wav();
     assert_eq!(wav.len(), 44 + audio.pcm.len() * 2);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever a store holds (a tampered or foreign card), planning never panics and the
+    /// audio stays within its cap.
+    #[test]
+    fn any_text_plans_without_panicking_and_stays_bounded(text in "\\PC{0,3000}") {
+        let p = plan::summary(speech().library(), &text);
+        prop_assert!(!p.utterance.is_empty());
+        prop_assert!(speech().compose(&p.utterance).duration_ms() <= u64::from(compose::MAX_MS));
+    }
+
+    /// The same over the summary's own words shuffled with numbers and punctuation, which
+    /// reaches every rule of the planner.
+    #[test]
+    fn summary_words_in_any_order_plan_without_panicking(
+        words in proptest::collection::vec(prop::sample::select(vec![
+            "Billing", "call,", "call.", "urgent", "priority.", "Account", "Order", "Amount",
+            "Date", "March", "31", "0", "7", "12.99", "1,299.5", "99999999999999", "dollars",
+            "times", "twice.", "Caller", "calm", "at", "first,", "now", "angry.", "—", "?",
+            "Asked", "for", "a", "person", "Has", "called", "before.", "Returns", "x.y",
+        ]), 0..400),
+    ) {
+        let text = words.join(" ");
+        let p = plan::summary(speech().library(), &text);
+        for id in p.utterance.ids() {
+            prop_assert!(speech().library().contains(id), "{id} from {text}");
+        }
+        prop_assert!(speech().compose(&p.utterance).duration_ms() <= u64::from(compose::MAX_MS));
+    }
+}
