@@ -16,6 +16,7 @@ pub mod prompts;
 pub mod replay;
 pub mod server;
 pub mod setup;
+pub mod speech;
 pub mod store;
 pub mod stt;
 pub mod telephony;

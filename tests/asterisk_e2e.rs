@@ -1,7 +1,9 @@
 //! Asterisk AudioSocket end to end: a fake PBX connects over real TCP exactly as
 //! `AudioSocket(${UUID},host:port)` does — the UUID frame, slin 8 kHz audio in 20 ms frames,
 //! DTMF — hears the greeting as slin, is handed back with a hang-up frame, and then asks
-//! `/asterisk/route/{uuid}` where to send the caller, as examples/asterisk/extensions.conf does.
+//! `/asterisk/route/{uuid}` where to send the caller and `/asterisk/handoff/{uuid}` which
+//! summary to play the agent (`/audio/summary/{id}.wav`, fetched and checked here), as
+//! examples/asterisk/extensions.conf does.
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::speech;
 use common::twilio::*;
 use warmline::audio::ulaw;
 use warmline::telephony::asterisk::audiosocket::{
@@ -153,6 +156,26 @@ async fn route(h: &Harness, uuid: &str, token: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// `/asterisk/handoff/{uuid}`, as warmline-whisper asks it: the handoff id (128 bits, hex).
+async fn handoff_id(h: &Harness, uuid: &str) -> String {
+    let r = h
+        .http
+        .get(format!(
+            "{}/asterisk/handoff/{uuid}?token={PBX_TOKEN}",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let id = r.text().await.unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pbx_call_is_greeted_heard_and_handed_back_to_the_right_queue() {
     let (h, addr) = start_pbx_line().await;
@@ -190,6 +213,10 @@ async fn a_pbx_call_is_greeted_heard_and_handed_back_to_the_right_queue() {
         whisper.contains("Billing call") && whisper.contains("4 4 7 1 9"),
         "{whisper}"
     );
+    // What warmline-whisper in extensions.conf plays to the agent.
+    let handoff = handoff_id(&h, &pbx.uuid).await;
+    let url = format!("{}/audio/summary/{handoff}.wav", h.base);
+    speech::assert_summary_wav(&h.http, &url, &whisper).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, rec) = get_json(&h, &format!("/api/calls/{}", pbx.uuid)).await;
     assert_eq!(rec["handoff"]["facts"]["account_number"], "44719", "{rec}");
@@ -251,6 +278,24 @@ async fn a_dropped_pbx_connection_still_routes_with_what_was_said_and_routes_nee
         .unwrap();
     let whisper = r.text().await.unwrap();
     assert!(whisper.starts_with("General call"), "{whisper}");
+    let handoff = handoff_id(&h, &uuid).await;
+    speech::assert_summary_wav(
+        &h.http,
+        &format!("{}/audio/summary/{handoff}.wav", h.base),
+        &whisper,
+    )
+    .await;
+    speech::assert_unknown_summary_is_404(&h.http, &h.base).await;
+    let r = h
+        .http
+        .get(format!(
+            "{}/asterisk/handoff/{uuid}?token=wrong-secret-0000000",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     let (_, rec) = get_json(&h, &format!("/api/calls/{uuid}")).await;
     assert_eq!(rec["handoff"]["reason"], "system_fault", "{rec}");
     assert!(

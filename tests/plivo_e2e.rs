@@ -2,7 +2,8 @@
 //! with a bidirectional `<Stream>`; the stream spoken as Plivo speaks it (`start` with
 //! `extra_headers`, `media`, `dtmf`, `playedStream` for each `checkpoint`, `clearedAudio`);
 //! a transfer through a fake Plivo REST API (`legs=aleg`, `aleg_url`), whose document speaks
-//! to the caller and dials with the agent's confirm sound; the stream dropping and the
+//! to the caller and dials with the agent's confirm sound (which plays the spoken summary's
+//! WAV from `/audio/summary/{id}.wav`, fetched and checked here); the stream dropping and the
 //! `<Redirect>` failing open; forged signatures refused.
 
 mod common;
@@ -19,7 +20,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use common::twilio::{API_TOKEN, Harness, attr, get_json, start_with};
+use common::speech;
+use common::twilio::{API_TOKEN, Harness, attr, get_json, start_with, text_of};
 use warmline::replay::fixture::read_ulaw;
 use warmline::telephony::plivo::signature;
 
@@ -233,12 +235,25 @@ async fn a_plivo_call_barges_in_and_is_transferred_with_the_confirm_sound() {
     )
     .await;
     assert_eq!(status, 200);
+    // The agent hears the summary in warmline's voice, then how to take the call.
     assert!(
-        whisper.contains("call") && whisper.contains("Press 1"),
+        whisper.contains("<Play>") && whisper.contains("<Speak>Press 1"),
         "{whisper}"
+    );
+    let audio_url = text_of(&whisper, "Play");
+    assert!(
+        audio_url.starts_with(&format!("{}/audio/summary/", h.base)) && audio_url.ends_with(".wav"),
+        "{audio_url}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, rec) = get_json(&h, &format!("/api/calls/{uuid}")).await;
+    let spoken = rec["handoff"]["spoken_summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(spoken.contains("call"), "{spoken}");
+    speech::assert_summary_wav(&h.http, &audio_url, &spoken).await;
+    speech::assert_unknown_summary_is_404(&h.http, &h.base).await;
     assert_eq!(rec["handoff"]["reason"], "explicit_request", "{rec}");
     assert_eq!(rec["from"], "+15551230000");
     let _ = API_TOKEN;

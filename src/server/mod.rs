@@ -7,6 +7,7 @@
 
 pub(crate) mod admission;
 mod api;
+pub mod audio;
 pub(crate) mod auth;
 pub mod console;
 pub(crate) mod driver;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use crate::call::Playbook;
 use crate::config::{self, Settings};
 use crate::metrics::Metrics;
+use crate::speech::Speech;
 use crate::store::Store;
 use crate::stt::engine::SttEngine;
 use crate::telephony::asterisk::routes as asterisk;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The web console's users and sessions.
     pub console: console::Sessions,
+    /// The pre-rendered fragments the spoken summary is said with (`/audio/summary/{id}`).
+    pub speech: Arc<Speech>,
 }
 
 /// What is being wound down, in order: first the calls (drain), then the listener (stop).
@@ -99,6 +103,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(caller_data)
         .route("/asterisk/route/{uuid}", get(asterisk::route))
         .route("/asterisk/whisper/{uuid}", get(asterisk::whisper))
+        .route("/asterisk/handoff/{uuid}", get(asterisk::handoff))
+        .route("/audio/summary/{handoff_id}", get(audio::summary))
         // The web console (its own login; see console/mod.rs).
         .merge(console::routes(state.clone()))
         .with_state(state.clone())
@@ -128,6 +134,7 @@ pub fn build_state(
     let store = Store::open(&settings.data_dir)
         .with_context(|| format!("opening call records in {}", settings.data_dir.display()))?;
     let metrics = Arc::new(Metrics::default());
+    let speech = load_speech(&settings, &book)?;
     let records = RecordWriter::spawn(store.clone(), metrics.clone());
     let rest = match (&settings.twilio_account_sid, &settings.twilio_auth_token) {
         (Some(sid), Some(token)) => Some(
@@ -178,9 +185,22 @@ pub fn build_state(
         shutdown,
         console: console::Sessions::new(&settings.console, &settings.public_url)
             .context("reading the [console] settings")?,
+        speech,
         book,
         settings,
     }))
+}
+
+/// The spoken-summary fragments (`<prompts_dir>/fragments`); a missing one stops startup.
+fn load_speech(settings: &Settings, book: &Playbook) -> Result<Arc<Speech>> {
+    let dir = settings.prompts_dir.join("fragments");
+    let speech = Speech::load(&dir)
+        .with_context(|| format!("loading speech fragments from {}", dir.display()))?;
+    let queues = book.dialplan.queues.iter().map(|q| q.name.as_str());
+    for q in speech.queues_without_fragment(queues) {
+        tracing::warn!(queue = %q, "no q_{q} fragment: the agent hears \"Incoming call\" for this queue (see voice-prompts/fragments/)");
+    }
+    Ok(Arc::new(speech))
 }
 
 /// SignalWire, when its project, API token and signing key are all set.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod speech;
 pub mod telnyx;
 pub mod twilio;
 

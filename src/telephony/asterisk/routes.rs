@@ -164,3 +164,29 @@ pub async fn whisper(
         None => (StatusCode::OK, crate::server::fail_open::NO_SUMMARY).into_response(),
     }
 }
+
+/// `GET /asterisk/handoff/{uuid}?token=…`: the id of the call's latest handoff (one word, or
+/// empty when there is none), so the dialplan can play the agent the spoken summary from
+/// `/audio/summary/{id}.wav` with `Playback()`. Asked after `/asterisk/route/{uuid}`, which
+/// stores a card for a call cut before any decision, so every routed call has one.
+pub async fn handoff(
+    State(state): State<Arc<AppState>>,
+    Path(uuid): Path<String>,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    if !authorized(&state, &q) {
+        return unauthorized(&state);
+    }
+    let (store, records) = (state.store.clone(), state.records.clone());
+    let card = tokio::task::spawn_blocking(move || {
+        records.flush();
+        store.handoff_for_call(&uuid).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let id = card
+        .and_then(|c| c["handoff_id"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (StatusCode::OK, id).into_response()
+}

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::{signature, xml};
 use crate::server::admission::{Form, Promised, field};
+use crate::server::audio::summary_url;
 use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
 use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
@@ -187,14 +188,20 @@ pub async fn transfer_document(
     }
 }
 
-/// `POST /plivo/agent-whisper/{id}`: the confirm sound the agent hears on answer.
+/// `POST /plivo/agent-whisper/{id}`: the confirm sound the agent hears on answer — the
+/// spoken summary in warmline's own voice (`/audio/summary/{id}.wav`), then how to take the
+/// call. Without a stored summary there is nothing to play, and Plivo speaks the fallback.
 pub async fn agent_whisper(
     State(c): State<Carrier>,
     Path(id): Path<String>,
     _signed: SignedForm,
 ) -> Response {
-    let summary = spoken_summary(&c.app, &id)
-        .await
-        .unwrap_or_else(|| NO_SUMMARY.to_string());
-    xml_response(xml::speak(&format!("{summary} Press 1 to take the call.")))
+    const TAKE: &str = "Press 1 to take the call.";
+    match spoken_summary(&c.app, &id).await {
+        Some(_) => xml_response(xml::play_then_speak(
+            &summary_url(&c.app.settings.public_url, &id),
+            TAKE,
+        )),
+        None => xml_response(xml::speak(&format!("{NO_SUMMARY} {TAKE}"))),
+    }
 }

@@ -44,6 +44,17 @@ pub fn speak(text: &str) -> String {
     )
 }
 
+/// Plays `audio_url` (a WAV of the spoken summary), then speaks `then`. `<Play>` is allowed
+/// in a confirmSound document (plivo.com docs `xml/dial`: "Play, Speak or Wait" only; see
+/// ../shared/notes/telephony-providers.md §3).
+pub fn play_then_speak(audio_url: &str, then: &str) -> String {
+    format!(
+        "{PROLOG}<Response><Play>{}</Play><Speak>{}</Speak></Response>",
+        escape(audio_url),
+        escape(then)
+    )
+}
+
 pub fn hangup() -> String {
     format!("{PROLOG}<Response><Hangup/></Response>")
 }
@@ -68,5 +79,11 @@ mod tests {
         );
         assert!(t.contains("<Number>+1555</Number>"));
         assert!(transfer("x", "sip:a@b", true, "").contains("<Dial><User>sip:a@b</User></Dial>"));
+        assert_eq!(
+            play_then_speak("https://x/audio/summary/a.wav?x=1&y=2", "Press 1 <now>"),
+            format!(
+                "{PROLOG}<Response><Play>https://x/audio/summary/a.wav?x=1&amp;y=2</Play><Speak>Press 1 &lt;now&gt;</Speak></Response>"
+            )
+        );
     }
 }
