@@ -67,7 +67,7 @@ async fn a_telnyx_call_barges_in_and_is_transferred_with_the_summary_audio_and_c
     let handoff_id = rec["handoff"]["handoff_id"].as_str().unwrap();
     assert_eq!(
         transfer["audio_url"],
-        format!("{}/audio/summary/{handoff_id}", h.base)
+        format!("{}/audio/summary/{handoff_id}.wav", h.base)
     );
     assert!(
         commands[1].body["payload"]
@@ -190,7 +190,7 @@ async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a
         .expect("a stored card");
     assert_eq!(
         transfer.body["audio_url"],
-        format!("{}/audio/summary/{handoff_id}", h.base)
+        format!("{}/audio/summary/{handoff_id}.wav", h.base)
     );
     assert_eq!(rec["outcome"], "stream_dropped", "{rec}");
     // Telnyx's own report of the stop does not transfer the caller a second time.
@@ -261,7 +261,7 @@ async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a
     let handoff_id = rec["handoff"]["handoff_id"].as_str().unwrap();
     assert_eq!(
         transfers[1].body["audio_url"],
-        format!("{}/audio/summary/{handoff_id}", h.base)
+        format!("{}/audio/summary/{handoff_id}.wav", h.base)
     );
 }
 

@@ -105,7 +105,7 @@ impl Control {
             }
             // The summary as audio, rendered by warmline (8 kHz WAV; see the audio routes).
             Control::Telnyx { public_url, .. } => {
-                Some(format!("{public_url}/audio/summary/{handoff_id}"))
+                Some(format!("{public_url}/audio/summary/{handoff_id}.wav"))
             }
             Control::HandBack => None,
         }
