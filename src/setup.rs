@@ -9,6 +9,7 @@ use crate::call::Playbook;
 use crate::config::Settings;
 use crate::dialplan::Dialplan;
 use crate::prompts::PromptLibrary;
+use crate::speech::Speech;
 use crate::stt::engine::SttEngine;
 use crate::stt::model;
 
@@ -49,9 +50,12 @@ pub fn load_playbook(settings: &Settings) -> Result<Arc<Playbook>> {
         )
     })?;
     let dialplan = Dialplan::load(&settings.dialplan, &prompts).context("loading the dialplan")?;
-    Ok(Arc::new(Playbook::new(
-        dialplan,
-        prompts,
-        settings.audio.clone(),
-    )))
+    // Sentences with a number in them (the read-back) are said from these fragments; a
+    // missing one stops startup rather than a call.
+    let fragments = settings.prompts_dir.join("fragments");
+    let speech = Speech::load(&fragments)
+        .with_context(|| format!("loading speech fragments from {}", fragments.display()))?;
+    Ok(Arc::new(
+        Playbook::new(dialplan, prompts, settings.audio.clone()).with_speech(Arc::new(speech)),
+    ))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::policy::{self, CallCounters, Decision, Reason, TurnSignals};
+use super::readback::{self, Field, Reply};
 use super::turn_end::{self, Heard, TurnEnd};
 use super::{
     Action, CallInfo, Event, Millis, Record, Speaker, SttFailure, Transcript, TranscriptLine,
@@ -20,7 +21,7 @@ use crate::audio::error::AudioError;
 use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance};
 use crate::dialplan::{Dialplan, Target};
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
-use crate::prompts::PromptLibrary;
+use crate::prompts::{Prompt, PromptLibrary};
 use crate::stt::SHORT_PASS_PROMPT;
 
 /// Everything calls on one line share: dialplan, prompts, and what is derived from them once.
@@ -29,6 +30,9 @@ pub struct Playbook {
     pub dialplan: Dialplan,
     pub prompts: PromptLibrary,
     pub frontend: FrontendConfig,
+    /// Fragments for sentences with a number in them (the read-back); without them the line
+    /// never reads a number back.
+    pub speech: Option<Arc<crate::speech::Speech>>,
     intents: Vec<IntentSpec>,
     answers: Vec<IntentSpec>,
     stt_prompt: Arc<str>,
@@ -43,7 +47,13 @@ impl Playbook {
             dialplan,
             prompts,
             frontend,
+            speech: None,
         }
+    }
+
+    pub fn with_speech(mut self, speech: Arc<crate::speech::Speech>) -> Playbook {
+        self.speech = Some(speech);
+        self
     }
 }
 
@@ -121,6 +131,20 @@ struct Held {
     since: Millis,
 }
 
+/// A number read back gets this long after the question ends for a reply; then the caller
+/// goes through with the number marked unconfirmed.
+const READBACK_REPLY_MS: Millis = 3_000;
+
+/// A read-back waiting for the caller's reply.
+#[derive(Debug, Clone)]
+struct Confirming {
+    field: Field,
+    reason: Reason,
+    priority: Priority,
+    /// The caller said "no" once and was asked to say it again.
+    asked_again: bool,
+}
+
 /// Silence after which a turn already decided by its words is acted on. Shorter than any
 /// endpoint, yet longer than most breaths between two sentences of one turn ("Agent. Agent!
 /// Get me an agent."), which a cut would split.
@@ -183,6 +207,14 @@ pub struct Engine {
     held: Option<Held>,
     /// A half-finished turn waiting for the rest (semantic turn-taking).
     unfinished: Option<Unfinished>,
+    /// A number read back, waiting for "yes" or the right one.
+    confirming: Option<Confirming>,
+    /// The read-back was done (once per call, whatever came of it).
+    read_back: bool,
+    /// How sure the line was of the turn its latest id number came from.
+    id_confidence: f32,
+    /// Facts the caller did not confirm when read back (named as on the card).
+    unconfirmed: Vec<String>,
     /// Transcriptions that came back before an earlier one: turns are handled in order.
     arrived: BTreeMap<u64, Result<Transcript, SttFailure>>,
     /// The transcription started at the caller's latest pause, while the utterance is open.
@@ -232,6 +264,10 @@ impl Engine {
             pending: BTreeMap::new(),
             held: None,
             unfinished: None,
+            confirming: None,
+            read_back: false,
+            id_confidence: 1.0,
+            unconfirmed: Vec::new(),
             arrived: BTreeMap::new(),
             early: None,
             early_fallback: BTreeMap::new(),
@@ -264,6 +300,11 @@ impl Engine {
 
     pub fn transcript(&self) -> &[TranscriptLine] {
         &self.transcript
+    }
+
+    /// The mark of the prompt playing now, if any.
+    pub fn playing_mark(&self) -> Option<String> {
+        self.playing.as_ref().map(|p| p.mark.clone())
     }
 
     /// True while a prompt's audio is (as far as the engine knows) still playing.
@@ -519,7 +560,18 @@ impl Engine {
             let quiet = !self.in_speech && self.pending.is_empty();
             if (quiet && now >= held.deadline) || now >= held.since + MAX_HOLD_MS {
                 self.held = None;
-                self.transfer(held.reason, held.priority, now, out);
+                self.transfer_or_read_back(held.reason, held.priority, now, out);
+            }
+            return;
+        }
+        if let Some(c) = &self.confirming {
+            let quiet = !self.in_speech && self.pending.is_empty();
+            if quiet && now >= self.last_activity + READBACK_REPLY_MS {
+                let c = c.clone();
+                self.confirming = None;
+                self.decision(now, "readback_unanswered", "no reply to the read-back", out);
+                self.mark_unconfirmed(c.field, "no reply when it was read back");
+                self.transfer(c.reason, c.priority, now, out);
             }
             return;
         }
@@ -840,6 +892,10 @@ impl Engine {
             detected,
             ..
         } = turn;
+        if let Some(c) = self.confirming.take() {
+            self.on_readback_reply(c, &text, confidence, now, out);
+            return;
+        }
         let mut signals = self.signals(&text, confidence, prosody.as_ref());
         signals.foreign_language = foreign;
         self.counters.stalled_ms = now.saturating_sub(self.progress_at);
@@ -903,7 +959,9 @@ impl Engine {
                 });
                 self.on_tick(now, out);
             }
-            Decision::Transfer { reason, priority } => self.transfer(reason, priority, now, out),
+            Decision::Transfer { reason, priority } => {
+                self.transfer_or_read_back(reason, priority, now, out)
+            }
             Decision::Answer { answer, prompt } => {
                 self.tried.push(format!("answered the {answer} question"));
                 let id = self.variant(&prompt, upset);
@@ -1011,7 +1069,11 @@ impl Engine {
         }
         self.counters.agent_requests += s.agent_requests;
         self.counters.repeat_contact |= s.repeat_contact;
-        self.facts.merge(&numbers::extract(text));
+        let found = numbers::extract(text);
+        if found.account_number.is_some() || found.order_number.is_some() {
+            self.id_confidence = s.confidence;
+        }
+        self.facts.merge(&found);
         if let Some((name, _)) = &s.intent {
             self.intent = Some(name.clone());
             self.counters.known_intent = true;
@@ -1070,6 +1132,115 @@ impl Engine {
             .map_or_else(|| id.to_string(), |p| p.id.clone())
     }
 
+    /// A routine transfer passes on an id the line is not sure of only after reading it back.
+    fn transfer_or_read_back(
+        &mut self,
+        reason: Reason,
+        priority: Priority,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let doubt = readback::doubtful(
+            &self.facts,
+            self.id_confidence,
+            self.book.dialplan.turns.id_digits_min,
+        );
+        let speech = self.book.speech.clone();
+        let (Some((field, number)), Some(speech), Reason::Dialplan, false) =
+            (doubt, speech, reason, self.read_back)
+        else {
+            return self.transfer(reason, priority, now, out);
+        };
+        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        let Ok(audio) = speech.readback(&digits) else {
+            return self.transfer(reason, priority, now, out);
+        };
+        self.read_back = true;
+        self.decision(
+            now,
+            "readback",
+            &format!(
+                "not sure of the {} {number}: reading it back",
+                field.label()
+            ),
+            out,
+        );
+        let spaced: Vec<String> = digits.chars().map(String::from).collect();
+        let prompt = Prompt {
+            id: "readback".into(),
+            text: format!("I have {} — is that right?", spaced.join(" ")),
+            ulaw: audio.to_ulaw().into(),
+        };
+        self.confirming = Some(Confirming {
+            field,
+            reason,
+            priority,
+            asked_again: false,
+        });
+        self.play_prompt(prompt, now, out);
+    }
+
+    /// The caller's answer to a read-back: whatever it is, at most one more question.
+    fn on_readback_reply(
+        &mut self,
+        c: Confirming,
+        text: &str,
+        confidence: f32,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let reply = readback::reply(text, c.field);
+        self.decision(now, "readback_reply", &format!("{reply:?}"), out);
+        match reply {
+            Reply::Yes if !c.asked_again => {
+                self.tried.push(format!(
+                    "read the {} back; the caller confirmed it",
+                    c.field.label()
+                ));
+            }
+            Reply::Number(n) => {
+                self.set_id(c.field, n);
+                self.id_confidence = confidence;
+                self.mark_unconfirmed(c.field, "corrected by the caller, not read back again");
+            }
+            Reply::No if !c.asked_again => {
+                let again = self.book.speech.as_ref().map(|s| s.ask_again());
+                if let Some(audio) = again {
+                    self.confirming = Some(Confirming {
+                        asked_again: true,
+                        ..c
+                    });
+                    let prompt = Prompt {
+                        id: "readback_again".into(),
+                        text: "Sorry — please say the number again.".into(),
+                        ulaw: audio.to_ulaw().into(),
+                    };
+                    return self.play_prompt(prompt, now, out);
+                }
+                self.mark_unconfirmed(c.field, "the caller said it was wrong");
+            }
+            _ => self.mark_unconfirmed(c.field, "not confirmed when read back"),
+        }
+        self.transfer(c.reason, c.priority, now, out);
+    }
+
+    fn set_id(&mut self, field: Field, number: String) {
+        match field {
+            Field::Account => self.facts.account_number = Some(number),
+            Field::Order => self.facts.order_number = Some(number),
+        }
+    }
+
+    fn mark_unconfirmed(&mut self, field: Field, why: &str) {
+        if !self.unconfirmed.iter().any(|f| f == field.name()) {
+            self.unconfirmed.push(field.name().to_string());
+        }
+        self.tried.push(format!(
+            "read the {} back and it is unconfirmed ({why})",
+            field.label()
+        ));
+    }
+
     fn play(&mut self, id: &str, now: Millis, out: &mut Vec<Action>) {
         let Some(prompt) = self.book.prompts.get(id).cloned() else {
             // A dialplan validated at load cannot get here; a missing prompt must still not
@@ -1078,19 +1249,24 @@ impl Engine {
             self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
             return;
         };
+        self.play_prompt(prompt, now, out);
+    }
+
+    fn play_prompt(&mut self, prompt: Prompt, now: Millis, out: &mut Vec<Action>) {
         if self.playing.take().is_some() {
             out.push(Action::Clear);
         }
         self.interrupted = None;
         self.next_mark += 1;
         let mark = format!("{}-{}", prompt.id, self.next_mark);
-        self.line(now, Speaker::System, prompt.text.clone(), None, None, out);
+        // Playing first, so the transcript line names the prompt it came from.
         self.playing = Some(Playing {
             mark: mark.clone(),
             prompt: prompt.id.clone(),
             started: now,
             duration: prompt.duration_ms(),
         });
+        self.line(now, Speaker::System, prompt.text.clone(), None, None, out);
         out.push(Action::Play {
             prompt: prompt.id.clone(),
             text: prompt.text.clone(),
@@ -1140,6 +1316,7 @@ impl Engine {
             priority,
             intent: self.intent.clone(),
             facts: self.facts.clone(),
+            unconfirmed: self.unconfirmed.clone(),
             sentiment: SentimentSummary {
                 score: self.tone.current(),
                 trend: self.tone.trend().as_str().to_string(),

@@ -6,6 +6,7 @@
 
 mod engine;
 mod policy;
+mod readback;
 #[cfg(test)]
 mod tests;
 pub mod turn_end;

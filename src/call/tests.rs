@@ -582,3 +582,113 @@ fn a_lone_greeting_waits_for_the_question_then_answers_what_it_has() {
     let (at, prompt) = call.prompts.first().expect("the line says something");
     assert!(*at >= waited.0, "{prompt} at {at}");
 }
+
+// ---- Read-back: a number the line is not sure of is checked with the caller once. ----
+
+/// Plays a billing turn whose number was heard at `confidence`, then (if given) a reply turn
+/// after the read-back has played, then quiet.
+fn read_back_call(confidence: f32, reply: Option<&'static str>) -> Call {
+    let mut call = Call::new();
+    let mut audio = trimmed_turn();
+    audio.extend(silence(2500));
+    call.play(&audio, |_| {
+        Some(Ok(Transcript {
+            text: "I need a refund, my account number is 4 4 7 1 9.".into(),
+            confidence,
+        }))
+    });
+    // The read-back "plays" until its mark comes back.
+    let marks: Vec<Millis> = call.prompts.iter().map(|(at, _)| *at).collect();
+    if !marks.is_empty() {
+        let mark = call.playing_mark().expect("a prompt is playing");
+        call.now += 3_000;
+        let out = call.engine.feed(Event::Mark(mark), call.now);
+        for a in out {
+            call.take(a, &mut |_| None);
+        }
+    }
+    let mut rest = Vec::new();
+    if let Some(text) = reply {
+        rest.extend(trimmed_turn());
+        rest.extend(silence(10_000));
+        let start = call.now;
+        call.play(&rest, |a| (a.at > start).then(|| said(text)));
+    } else {
+        rest.extend(silence(10_000));
+        call.play(&rest, |_| None);
+    }
+    call
+}
+
+impl Call {
+    fn playing_mark(&self) -> Option<String> {
+        self.engine.playing_mark()
+    }
+}
+
+#[test]
+fn a_sure_number_goes_straight_through() {
+    let call = read_back_call(0.9, None);
+    assert!(call.prompts.is_empty(), "{:?}", call.prompts);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert!(h.card.unconfirmed.is_empty());
+}
+
+#[test]
+fn a_shaky_number_is_read_back_and_yes_confirms_it() {
+    let call = read_back_call(0.45, Some("Yes, that's right."));
+    assert_eq!(
+        call.prompts
+            .iter()
+            .map(|(_, p)| p.as_str())
+            .collect::<Vec<_>>(),
+        ["readback"]
+    );
+    let line = call
+        .engine
+        .transcript()
+        .iter()
+        .find(|l| l.prompt.as_deref() == Some("readback"))
+        .expect("the read-back is in the transcript");
+    assert_eq!(line.text, "I have 4 4 7 1 9 — is that right?");
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.reason, "dialplan");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert!(h.card.unconfirmed.is_empty(), "{:?}", h.card.unconfirmed);
+}
+
+#[test]
+fn a_number_corrected_after_the_read_back_replaces_it_unconfirmed() {
+    let call = read_back_call(0.45, Some("No, it's 4 4 7 1 8."));
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44718"));
+    assert_eq!(h.card.unconfirmed, ["account_number"]);
+    assert!(h.card.summary.contains("unconfirmed"), "{}", h.card.summary);
+}
+
+#[test]
+fn no_reply_to_the_read_back_still_reaches_a_person_marked_unconfirmed() {
+    let call = read_back_call(0.45, None);
+    assert_eq!(call.prompts.len(), 1, "{:?}", call.prompts);
+    let (at, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert_eq!(h.card.unconfirmed, ["account_number"]);
+    assert!(
+        call.decisions
+            .iter()
+            .any(|(_, d)| d == "readback_unanswered")
+    );
+    // Within the reply window after the read-back ended, not at the caller's patience limit.
+    assert!(*at <= call.now, "{at}");
+}
+
+#[test]
+fn a_no_gets_one_more_try_then_a_person() {
+    let call = read_back_call(0.45, Some("No."));
+    let asked: Vec<&str> = call.prompts.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(asked, ["readback", "readback_again"]);
+    // Nothing more said: the line does not wait forever for the number.
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.unconfirmed, ["account_number"]);
+}

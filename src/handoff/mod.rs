@@ -48,6 +48,10 @@ pub struct ContextCard {
     pub priority: Priority,
     pub intent: Option<String>,
     pub facts: Facts,
+    /// Facts read back to the caller and not confirmed (`account_number`, `order_number`):
+    /// the agent should check them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unconfirmed: Vec<String>,
     pub sentiment: SentimentSummary,
     pub agent_requests: u32,
     pub summary: String,

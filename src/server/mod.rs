@@ -193,14 +193,21 @@ pub fn build_state(
 
 /// The spoken-summary fragments (`<prompts_dir>/fragments`); a missing one stops startup.
 fn load_speech(settings: &Settings, book: &Playbook) -> Result<Arc<Speech>> {
-    let dir = settings.prompts_dir.join("fragments");
-    let speech = Speech::load(&dir)
-        .with_context(|| format!("loading speech fragments from {}", dir.display()))?;
+    let speech = match &book.speech {
+        Some(s) => s.clone(),
+        None => {
+            let dir = settings.prompts_dir.join("fragments");
+            Arc::new(
+                Speech::load(&dir)
+                    .with_context(|| format!("loading speech fragments from {}", dir.display()))?,
+            )
+        }
+    };
     let queues = book.dialplan.queues.iter().map(|q| q.name.as_str());
     for q in speech.queues_without_fragment(queues) {
         tracing::warn!(queue = %q, "no q_{q} fragment: the agent hears \"Incoming call\" for this queue (see voice-prompts/fragments/)");
     }
-    Ok(Arc::new(speech))
+    Ok(speech)
 }
 
 /// SignalWire, when its project, API token and signing key are all set.
