@@ -7,7 +7,8 @@
 //! A write that fails for a reason that can pass (PostgreSQL restarting, a broken connection,
 //! SQLite busy) is retried with backoff, in order, while later operations wait queued behind
 //! it: an outage of a minute loses nothing. What waits is bounded ([`MAX_BACKLOG`]), each
-//! operation gets [`MAX_ATTEMPTS`], every failed attempt counts in `store_errors_total`, and
+//! operation is retried for at most [`RETRY_WINDOW`], every failed attempt counts in
+//! `store_errors_total`, and
 //! readers wait for the writer at most [`FLUSH_BOUND`], so a database that is gone never
 //! holds up a call, a callback or shutdown for long.
 
@@ -22,8 +23,9 @@ use crate::call::{Record, Speaker};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-/// Tries per operation before it is given up (logged and counted).
-const MAX_ATTEMPTS: u32 = 8;
+/// How long one operation is retried before it is given up (logged and counted). Operations
+/// behind it wait meanwhile, so an outage shorter than this loses nothing.
+const RETRY_WINDOW: Duration = Duration::from_secs(60);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// Operations waiting for the writer; beyond this, new writes are dropped (and counted)
@@ -164,14 +166,15 @@ impl RecordWriter {
 /// Writes `op`, trying again with backoff while the failure may pass. Every failed attempt
 /// counts; the last one is logged as lost.
 fn write_with_retry(store: &Store, op: &Op, metrics: &Metrics) -> bool {
+    let give_up_at = std::time::Instant::now() + RETRY_WINDOW;
     let mut delay = FIRST_RETRY;
-    for attempt in 1..=MAX_ATTEMPTS {
+    for attempt in 1u32.. {
         let Err(e) = apply(store, op) else {
             metrics.store_write(true);
             return true;
         };
         metrics.store_write(false);
-        let retry = e.is_transient() && attempt < MAX_ATTEMPTS;
+        let retry = e.is_transient() && std::time::Instant::now() + delay < give_up_at;
         if let Some(suppressed) = STORE_LOG.permit() {
             if retry {
                 tracing::warn!(error = %e, attempt, suppressed, "storing a call record failed; retrying");

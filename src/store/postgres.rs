@@ -95,9 +95,10 @@ impl PgStore {
                     .max_size(MAX_CONNECTIONS)
                     .min_idle(Some(1))
                     .connection_timeout(CHECKOUT_TIMEOUT)
-                    // A broken connection shows as an error on use; the writer retries it on
-                    // a fresh one. Checking every checkout would cost a round trip per write.
-                    .test_on_check_out(false)
+                    // After a database restart every idle connection is dead; checking on
+                    // checkout (an empty query, one loopback/LAN round trip) swaps them for
+                    // fresh ones instead of failing the next write on each.
+                    .test_on_check_out(true)
                     .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
                 Ok(PgStore {
                     pool: Arc::new(PoolBox(Some(pool))),
