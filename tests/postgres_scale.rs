@@ -546,10 +546,28 @@ async fn postgres_going_away_mid_call_still_transfers_counts_errors_and_catches_
         at - asked
     );
     call.stop(sid).await;
-    let m = metrics(&a).await;
-    let errors = metric_value(&m, "warmline_store_errors_total");
-    assert!(errors >= 1.0, "{m}");
+    // The writes queued meanwhile fail (each attempt waits at most a second for a
+    // connection), are counted, and turn the instance's health to degraded.
+    let until = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = metrics(&a).await;
+        if metric_value(&m, "warmline_store_errors_total") >= 1.0 || Instant::now() > until {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metric_value(&m, "warmline_store_errors_total") >= 1.0,
+        "{m}"
+    );
     assert!(m.contains("warmline_store_ok 0"), "{m}");
+    let health = a
+        .http
+        .get(format!("{}/healthz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
     // The database comes back on the same port: what waited is written, in order.
     let mut pg = pg;
     let pg = tokio::task::spawn_blocking(move || {
