@@ -34,6 +34,13 @@ pub struct Settings {
     pub dialplan: PathBuf,
     pub prompts_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// `postgres://…`: keep call records in PostgreSQL, shared by every instance, instead of
+    /// SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// This instance's own base URL (`https://wl-3.internal`), when several instances sit
+    /// behind one `public_url`: media streams are pointed here, so each lands on the instance
+    /// that admitted its call. Unset: derived from `public_url`.
+    pub media_url: Option<String>,
     /// A ggml Whisper model; when unset the default model is pulled into `models_dir`.
     pub model: Option<PathBuf>,
     pub models_dir: PathBuf,
@@ -181,6 +188,8 @@ impl Default for Settings {
             dialplan: "dialplans/support.toml".into(),
             prompts_dir: "voice-prompts".into(),
             data_dir: "data".into(),
+            database_url: None,
+            media_url: None,
             model: None,
             models_dir: "models".into(),
             twilio_account_sid: None,
@@ -263,6 +272,12 @@ impl Settings {
         }
         if let Some(v) = nonempty("WARMLINE_DATA_DIR") {
             self.data_dir = v.into();
+        }
+        if let Some(v) = nonempty("WARMLINE_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = nonempty("WARMLINE_MEDIA_URL") {
+            self.media_url = Some(v);
         }
         if let Some(v) = nonempty("WARMLINE_MODEL") {
             self.model = Some(v.into());
@@ -355,10 +370,14 @@ impl Settings {
 
     /// The media WebSocket URL a carrier connects to: `ws(s)://…/{prefix}/media`.
     pub fn media_ws_url(&self, prefix: &str) -> String {
-        let ws = if let Some(rest) = self.public_url.strip_prefix("https://") {
+        let base = self
+            .media_url
+            .as_deref()
+            .map_or(self.public_url.as_str(), |m| m.trim_end_matches('/'));
+        let ws = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}")
         } else {
-            format!("ws://{}", self.public_url.trim_start_matches("http://"))
+            format!("ws://{}", base.trim_start_matches("http://"))
         };
         format!("{ws}/{prefix}/media")
     }
@@ -403,6 +422,24 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn database_url_and_instance_media_url() {
+        let mut s: Settings = toml::from_str(
+            "public_url = \"https://line.example.com\"\ndatabase_url = \"postgres://a@db/w\"",
+        )
+        .unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgres://a@db/w"));
+        s.apply_env(env(&[
+            ("WARMLINE_DATABASE_URL", "postgres://b@db2/w"),
+            ("WARMLINE_MEDIA_URL", "https://wl-2.internal/"),
+        ]))
+        .unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgres://b@db2/w"));
+        // Webhooks stay on the shared address; only the media socket goes to this instance.
+        assert_eq!(s.media_ws_url("twilio"), "wss://wl-2.internal/twilio/media");
+        assert_eq!(s.public_url, "https://line.example.com");
     }
 
     #[test]

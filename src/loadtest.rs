@@ -40,6 +40,9 @@ use crate::config::Settings;
 use crate::replay::fixture::{Act, Fixture};
 use crate::telephony::twilio::signature;
 
+mod scale;
+pub use scale::InstanceFigures;
+
 /// Credentials of the in-process server; start a `--url` server with these (or pass yours).
 pub const TEST_ACCOUNT_SID: &str = "ACtest0000000000000000000000000000";
 pub const TEST_AUTH_TOKEN: &str = "test-auth-token";
@@ -119,6 +122,11 @@ pub struct LoadtestOptions {
         default_value = "loadtest-api-token"
     )]
     pub api_token: String,
+    /// Spread the calls over this many in-process instances (a simulated scale-out: one
+    /// load balancer, N warmlines; with WARMLINE_DATABASE_URL set they share PostgreSQL).
+    /// Reports per-instance and total figures.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// With --url: the server's pid, for CPU and memory per call.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -142,6 +150,7 @@ impl LoadtestOptions {
         if !(self.ramp_seconds.is_finite() && self.ramp_seconds >= 0.0) {
             bail!("--ramp-seconds must be a non-negative number");
         }
+        scale::check(self)?;
         match (&self.url, self.fake_port, self.server_pid) {
             (Some(url), Some(_), _) => require_loopback(url),
             (Some(_), None, _) => {
@@ -172,6 +181,9 @@ fn require_loopback(url: &str) -> Result<()> {
 /// Places the calls, waits for them (or `max_seconds`), and measures.
 pub async fn run(opts: LoadtestOptions) -> Result<Report> {
     opts.check()?;
+    if opts.instances > 1 {
+        return scale::run(opts).await;
+    }
     let (fixtures, fixture_note) = load_fixtures(&opts.fixtures)?;
     let (fake, fake_task) = FakeTwilio::start(
         opts.fake_port.unwrap_or(0),
@@ -1657,6 +1669,9 @@ pub struct Report {
     pub frames_sent: u64,
     pub frames_late: u64,
     pub worst_frame_late_ms: f64,
+    /// With `--instances N`: each instance's share (this report is then their total).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_instance: Vec<InstanceFigures>,
     pub calls: Vec<CallOutcome>,
 }
 
@@ -1735,6 +1750,7 @@ impl Report {
             frames_sent: calls.iter().map(|c| c.frames_sent).sum(),
             frames_late: calls.iter().map(|c| c.frames_late).sum(),
             worst_frame_late_ms: calls.iter().map(|c| c.worst_late_ms).fold(0.0, f64::max),
+            per_instance: Vec::new(),
             calls,
         }
     }
@@ -1839,7 +1855,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_calls(f)?;
         self.fmt_latency(f)?;
-        self.fmt_resources(f)
+        self.fmt_resources(f)?;
+        scale::fmt_instances(self, f)
     }
 }
 
@@ -2052,6 +2069,7 @@ mod tests {
             auth_token: TEST_AUTH_TOKEN.into(),
             api_token: "loadtest-api-token".into(),
             server_pid: None,
+            instances: 1,
             settings: Box::default(),
         };
         assert!(o.check().is_err());

@@ -131,8 +131,8 @@ pub fn build_state(
         auth::ApiTokens::new(&settings.api_tokens).context("reading WARMLINE_API_TOKENS")?;
     // Only the digests are kept.
     settings.api_tokens.clear();
-    let store = Store::open(&settings.data_dir)
-        .with_context(|| format!("opening call records in {}", settings.data_dir.display()))?;
+    let store = Store::from_settings(&settings).context("opening the call records")?;
+    tracing::info!(records = %store.describe(), "call records");
     let metrics = Arc::new(Metrics::default());
     let speech = load_speech(&settings, &book)?;
     let records = RecordWriter::spawn(store.clone(), metrics.clone());

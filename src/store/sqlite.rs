@@ -1,13 +1,11 @@
-//! Call records in SQLite: calls, transcript lines, decisions and handoffs.
+//! The embedded backend: call records in one SQLite file.
 //!
 //! Written while the call runs (one short statement per event) so a crash loses nothing the
 //! caller already said. WAL with `synchronous=NORMAL`: a committed row survives a process
 //! crash; only an OS crash can lose the last few commits.
 //!
-//! Concurrency: [`Store`] is an `Arc<Mutex<Connection>>`, cheap to clone. Its methods are
-//! synchronous and hold the lock for one statement or one small transaction. Async code must
-//! not call them on a runtime worker; use [`Store::run`], which moves the work to tokio's
-//! blocking pool.
+//! Concurrency: [`SqliteStore`] is an `Arc<Mutex<Connection>>`, cheap to clone. Its methods
+//! are synchronous and hold the lock for one statement or one small transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +13,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value, json};
+
+use super::{
+    CallFilter, MAX_SEARCH_LIMIT, StoreError, as_f32_decimal, card_str, like_pattern, to_sql_int,
+};
 
 const FILE_NAME: &str = "warmline.sqlite";
 /// Another process (an ops `sqlite3` shell) may briefly hold the write lock.
@@ -64,40 +66,23 @@ CREATE TABLE IF NOT EXISTS handoffs (
 CREATE INDEX IF NOT EXISTS handoffs_by_call ON handoffs(call_sid);
 "#];
 
-#[derive(thiserror::Error, Debug)]
-pub enum StoreError {
-    #[error("cannot create data dir {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("stored JSON is corrupt: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("database schema version {found} is newer than this build ({supported})")]
-    SchemaTooNew { found: i64, supported: i64 },
-    #[error("no handoff with id {0}")]
-    UnknownHandoff(String),
-    #[error("store task failed: {0}")]
-    Task(String),
-}
-
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/warmline.sqlite` and migrates it.
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_owned(),
             source,
@@ -106,7 +91,7 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         configure(&conn)?;
         migrate(&mut conn)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
         })
@@ -114,18 +99,6 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Runs `f` on tokio's blocking pool so SQLite I/O never stalls a runtime worker.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// A panic while holding the lock leaves the connection usable (SQLite rolls back any
@@ -339,6 +312,21 @@ impl Store {
         Ok(Some(Value::Object(call)))
     }
 
+    /// Removes the call with its lines, decisions and handoffs; `false` when there was none.
+    pub fn delete_call(&self, call_sid: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        for table in ["lines", "decisions", "handoffs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE call_sid = ?1"),
+                [call_sid],
+            )?;
+        }
+        let existed = tx.execute("DELETE FROM calls WHERE call_sid = ?1", [call_sid])? > 0;
+        tx.commit()?;
+        Ok(existed)
+    }
+
     /// Newest calls first, without transcripts.
     pub fn list_calls(&self, limit: usize) -> Result<Vec<Value>, StoreError> {
         let conn = self.conn();
@@ -354,42 +342,10 @@ impl Store {
     }
 }
 
-/// What the console's history may filter on. Every field narrows; `None` leaves it open.
-#[derive(Debug, Clone, Default)]
-pub struct CallFilter {
-    pub outcome: Option<String>,
-    pub reason: Option<String>,
-    pub queue: Option<String>,
-    pub priority: Option<String>,
-    /// First and last day (`YYYY-MM-DD`, UTC) the call started on, inclusive.
-    pub since: Option<String>,
-    pub until: Option<String>,
-    /// Words in any transcript line, or in the caller's number (case-insensitive).
-    pub text: Option<String>,
-    pub limit: usize,
-}
-
-/// The longest list one query returns, and the longest text searched for: a text search
-/// scans the transcript lines, so both keep one request's cost bounded.
-pub const MAX_SEARCH_LIMIT: usize = 500;
-pub const MAX_SEARCH_TEXT: usize = 200;
-
-impl Store {
+impl SqliteStore {
     /// Newest first, without transcripts, narrowed by `filter`.
     pub fn search_calls(&self, filter: &CallFilter) -> Result<Vec<Value>, StoreError> {
-        let text = filter
-            .text
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                let t: String = t.chars().take(MAX_SEARCH_TEXT).collect();
-                let escaped = t
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                format!("%{escaped}%")
-            });
+        let text = like_pattern(filter);
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CALL_COLUMNS} FROM calls
@@ -486,15 +442,6 @@ fn ensure_call(conn: &Connection, call_sid: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Call lengths in ms are far below `i64::MAX`; saturate rather than wrap if one is not.
-fn to_sql_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn card_str(card: &Value, key: &str) -> Option<String> {
-    card.get(key)?.as_str().map(str::to_owned)
-}
-
 const CALL_COLUMNS: &str =
     "call_sid, from_number, to_number, started_at, ended_at, outcome, queue, reason, priority";
 
@@ -551,11 +498,6 @@ fn transcript(conn: &Connection, call_sid: &str) -> Result<Vec<Value>, StoreErro
         Ok(Value::Object(line))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Confidence arrives as f32; widening to f64 would print 0.9 as 0.8999999761581421.
-fn as_f32_decimal(v: f64) -> f64 {
-    (v as f32).to_string().parse().unwrap_or(v)
 }
 
 fn decisions(conn: &Connection, call_sid: &str) -> Result<Vec<Value>, StoreError> {
@@ -623,7 +565,7 @@ mod tests {
     #[test]
     fn full_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         store
             .begin_call(
                 "CA1",
@@ -688,7 +630,7 @@ mod tests {
     #[test]
     fn unknown_call_and_handoff() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.get_call("CA404").unwrap(), None);
         assert_eq!(store.outcome("CA404").unwrap(), None);
         assert_eq!(store.handoff_summary("nope").unwrap(), None);
@@ -702,7 +644,7 @@ mod tests {
     #[test]
     fn call_without_handoff_has_null_handoff_and_transfer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         store
             .begin_call("CA2", "a", "b", "2025-01-01T00:00:00Z")
             .unwrap();
@@ -716,7 +658,7 @@ mod tests {
     #[test]
     fn lines_keep_insertion_order_by_seq() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         // t_ms deliberately out of order: transcripts can finish after later prompts.
         for (t, text) in [(500, "one"), (300, "two"), (900, "three")] {
             store
@@ -735,7 +677,7 @@ mod tests {
     #[test]
     fn line_for_unknown_call_creates_the_call() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         store
             .add_line("CA4", 10, "caller", "hello", None, None)
             .unwrap();
@@ -751,7 +693,7 @@ mod tests {
     #[test]
     fn begin_call_twice_keeps_first_start() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         store
             .begin_call("CA5", "+1", "+2", "2025-01-01T00:00:00Z")
             .unwrap();
@@ -765,7 +707,7 @@ mod tests {
     #[test]
     fn list_calls_newest_first_without_transcript() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         store
             .begin_call("CA_old", "+1", "+2", "2025-01-01T00:00:00Z")
             .unwrap();
@@ -792,7 +734,7 @@ mod tests {
     fn reopen_after_drop_keeps_data() {
         let dir = tempfile::tempdir().unwrap();
         let before = {
-            let store = Store::open(dir.path()).unwrap();
+            let store = SqliteStore::open(dir.path()).unwrap();
             store
                 .begin_call("CA6", "+1", "+2", "2025-01-01T00:00:00Z")
                 .unwrap();
@@ -804,7 +746,7 @@ mod tests {
                 .unwrap();
             store.get_call("CA6").unwrap().unwrap()
         };
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         assert_eq!(store.get_call("CA6").unwrap().unwrap(), before);
         assert!(dir.path().join(FILE_NAME).exists());
     }
@@ -812,10 +754,10 @@ mod tests {
     #[test]
     fn wal_mode_and_schema_version() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         drop(store);
         // Opening twice must not re-run or fail migrations.
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let conn = store.conn();
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -834,7 +776,7 @@ mod tests {
             let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
             conn.pragma_update(None, "user_version", 99).unwrap();
         }
-        let err = Store::open(dir.path()).unwrap_err();
+        let err = SqliteStore::open(dir.path()).unwrap_err();
         assert!(
             matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
             "{err:?}"
@@ -845,14 +787,14 @@ mod tests {
     fn open_creates_nested_data_dir() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("a/b");
-        Store::open(&nested).unwrap();
+        SqliteStore::open(&nested).unwrap();
         assert!(nested.join(FILE_NAME).exists());
     }
 
     #[test]
     fn concurrent_writers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let store = store.clone();
@@ -892,7 +834,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let threads: Vec<_> = (0..3)
             .map(|t| {
-                let store = Store::open(dir.path()).unwrap();
+                let store = SqliteStore::open(dir.path()).unwrap();
                 std::thread::spawn(move || {
                     for i in 0..20 {
                         store
@@ -905,7 +847,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let record = store.get_call("CA_multi").unwrap().unwrap();
         assert_eq!(record["transcript"].as_array().unwrap().len(), 60);
     }
@@ -913,7 +855,7 @@ mod tests {
     #[tokio::test]
     async fn run_moves_work_off_the_runtime() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = super::super::Store::open(dir.path()).unwrap();
         store
             .run(|s| s.begin_call("CA7", "+1", "+2", "2025-01-01T00:00:00Z"))
             .await
