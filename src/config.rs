@@ -475,7 +475,8 @@ mod tests {
     fn recording_is_off_unless_asked_for() {
         let mut s = Settings::default();
         assert!(!s.recording.enabled && !s.recording.redact_numbers);
-        s.apply_env(env(&[("WARMLINE_RECORD_CALLS", "true")])).unwrap();
+        s.apply_env(env(&[("WARMLINE_RECORD_CALLS", "true")]))
+            .unwrap();
         assert!(s.recording.enabled);
         let t: Settings = toml::from_str("[recording]\nenabled = true\nmax_age_days = 7").unwrap();
         assert!(t.recording.enabled);

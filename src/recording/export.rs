@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::timeline::{self, Entry, What};
-use super::{AUDIO_FILE, META_FILE, Meta, RecordingError, TIMELINE_FILE, call_dir, io_err, redact};
+use super::{
+    ARRIVALS_FILE, AUDIO_FILE, META_FILE, Meta, RecordingError, TIMELINE_FILE, call_dir, io_err,
+    redact,
+};
 use crate::audio::frontend::{Frontend, FrontendConfig};
 use crate::audio::{FRAME_MS, FRAME_SAMPLES_8K};
 use crate::call::Speaker;
@@ -55,14 +58,45 @@ pub fn default_name(call_sid: &str) -> String {
 /// One piece of the call a turn is made of, in time order.
 enum Item {
     Speech(usize),
-    Key { at: u64, digit: char },
+    Key { at: u64, t_ms: u64, digit: char },
 }
 
+/// A turn: a span of the recording (media time), or a key press.
 struct Cut {
     start: u64,
     end: u64,
     utterance: Option<usize>,
     dtmf: Option<char>,
+    /// For a key press: when the engine got it, on its clock.
+    key_t_ms: Option<u64>,
+}
+
+/// Media time to engine time, from when each frame arrived.
+struct Clock(Vec<u32>);
+
+impl Clock {
+    fn read(path: &Path) -> Clock {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        Clock(
+            bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
+    /// When the frame at `media_ms` reached the engine (media time where not known).
+    fn at(&self, media_ms: u64) -> u64 {
+        let i = (media_ms / FRAME_MS) as usize;
+        match (self.0.get(i), self.0.last()) {
+            (Some(t), _) => u64::from(*t),
+            // Past the last frame: as long again after it.
+            (None, Some(last)) => {
+                u64::from(*last) + media_ms.saturating_sub(self.0.len() as u64 * FRAME_MS)
+            }
+            (None, None) => media_ms,
+        }
+    }
 }
 
 /// Builds the fixture for `call_sid` from its recording under `data_dir`. `frontend` must be
@@ -90,8 +124,7 @@ pub fn export(
     let mut ulaw = std::fs::read(&audio_path).map_err(io_err(&audio_path))?;
     ulaw.truncate(ulaw.len() / FRAME_SAMPLES_8K * FRAME_SAMPLES_8K);
     let tl_path = dir.join(TIMELINE_FILE);
-    let entries =
-        timeline::parse(&std::fs::read_to_string(&tl_path).map_err(io_err(&tl_path))?);
+    let entries = timeline::parse(&std::fs::read_to_string(&tl_path).map_err(io_err(&tl_path))?);
     let invalid = |message: String| RecordingError::Invalid {
         path: dir.clone(),
         message,
@@ -107,6 +140,16 @@ pub fn export(
 
     let cuts = cut_turns(&spans, &entries, audio_ms);
     let texts = utterance_texts(&spans, &entries);
+    // Turns start when they reached the engine in the live call: prompts play on its clock.
+    let clock = Clock::read(&dir.join(ARRIVALS_FILE));
+    let timing: Vec<(u64, Option<u64>)> = cuts
+        .iter()
+        .map(|c| match (c.key_t_ms, c.utterance) {
+            (Some(t), _) => (t, Some(t)),
+            (None, Some(u)) => (clock.at(c.start), Some(clock.at(spans[u].1))),
+            (None, None) => (clock.at(c.start), None),
+        })
+        .collect();
 
     let mut masked_ms = 0;
     if redact_numbers {
@@ -126,7 +169,7 @@ pub fn export(
     let plays: Vec<(u64, u64)> = entries
         .iter()
         .filter_map(|e| match &e.what {
-            What::Play { audio_ms, .. } => Some((e.media_ms, e.media_ms + audio_ms)),
+            What::Play { audio_ms, .. } => Some((e.t_ms, e.t_ms + audio_ms)),
             _ => None,
         })
         .collect();
@@ -134,7 +177,7 @@ pub fn export(
     let mut audio = Vec::new();
     for (i, c) in cuts.iter().enumerate() {
         let mut t = TurnFile {
-            at_ms: Some(c.start),
+            at_ms: Some(timing[i].0),
             ..TurnFile::default()
         };
         if let Some(d) = c.dtmf {
@@ -147,14 +190,14 @@ pub fn export(
             t.audio = Some(file);
             if let Some(u) = c.utterance {
                 t.text = texts[u].as_deref().map(mask);
-                let start = spans[u].0;
+                let start = clock.at(spans[u].0);
                 t.during_prompt = plays.iter().any(|(s, e)| *s <= start && start < *e);
             }
         }
         turns.push(t);
     }
 
-    let expect = expectation(&entries, &cuts, &spans, redact_numbers);
+    let expect = expectation(&entries, &timing, redact_numbers);
     let file = FixtureFile {
         description: format!(
             "Recorded call {call_sid} ({}), ended {}. The expectation is what happened, \
@@ -196,9 +239,7 @@ pub fn export(
     if !meta.complete {
         header.push_str("The recording is incomplete (the server stopped during the call).\n");
     }
-    let toml = file
-        .to_toml(&header)
-        .map_err(|e| invalid(e.to_string()))?;
+    let toml = file.to_toml(&header).map_err(|e| invalid(e.to_string()))?;
     Ok(Exported {
         name: name.to_string(),
         toml,
@@ -213,8 +254,10 @@ fn frame_floor(ms: u64) -> u64 {
     ms / FRAME_MS * FRAME_MS
 }
 
-/// Cuts the recording into turns: one per utterance (with the quiet before it) and one per
-/// key pressed; quiet before a key press that follows no utterance is a turn of its own.
+/// Cuts the recording into turns: one per utterance (from a little before it to the next
+/// one's turn) and one per key pressed; quiet that follows no utterance (the start of the
+/// call, after a key press) is a turn of its own, so each utterance's turn starts close to
+/// its speech and the replay can start it on time.
 fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut> {
     let mut items: Vec<(u64, Item)> = spans
         .iter()
@@ -227,6 +270,7 @@ fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut>
                 e.media_ms,
                 Item::Key {
                     at: e.media_ms,
+                    t_ms: e.t_ms,
                     digit,
                 },
             ));
@@ -239,21 +283,23 @@ fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut>
     for (_, item) in items {
         match item {
             Item::Speech(u) => {
-                if let Some(prev) = current {
-                    let cut = frame_floor(spans[u].0.saturating_sub(LEAD_MS))
-                        .max(frame_floor(spans[prev].1))
-                        .max(start);
+                let floor = current.map_or(0, |prev| frame_floor(spans[prev].1));
+                let cut = frame_floor(spans[u].0.saturating_sub(LEAD_MS))
+                    .max(floor)
+                    .max(start);
+                if current.is_some() || cut > start {
                     cuts.push(Cut {
                         start,
                         end: cut,
-                        utterance: Some(prev),
+                        utterance: current,
                         dtmf: None,
+                        key_t_ms: None,
                     });
                     start = cut;
                 }
                 current = Some(u);
             }
-            Item::Key { at, digit } => {
+            Item::Key { at, t_ms, digit } => {
                 let cut = frame_floor(at).clamp(start, audio_ms);
                 if current.is_some() || cut > start {
                     cuts.push(Cut {
@@ -261,6 +307,7 @@ fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut>
                         end: cut,
                         utterance: current.take(),
                         dtmf: None,
+                        key_t_ms: None,
                     });
                     start = cut;
                 }
@@ -269,6 +316,7 @@ fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut>
                     end: start,
                     utterance: None,
                     dtmf: Some(digit),
+                    key_t_ms: Some(t_ms),
                 });
             }
         }
@@ -279,6 +327,7 @@ fn cut_turns(spans: &[(u64, u64)], entries: &[Entry], audio_ms: u64) -> Vec<Cut>
             end: audio_ms.max(start),
             utterance: current,
             dtmf: None,
+            key_t_ms: None,
         });
     }
     cuts
@@ -351,10 +400,11 @@ fn numeric_spans(spans: &[(u64, u64)], entries: &[Entry]) -> Vec<(u64, u64)> {
     out
 }
 
+/// What happened, as an expectation. `timing` is per turn, on the engine's clock: when it
+/// started and when the caller was done with it (an utterance's end, a key press).
 fn expectation(
     entries: &[Entry],
-    cuts: &[Cut],
-    spans: &[(u64, u64)],
+    timing: &[(u64, Option<u64>)],
     redact_numbers: bool,
 ) -> ExpectFile {
     let clears = entries.iter().filter(|e| e.what == What::Clear).count();
@@ -363,7 +413,7 @@ fn expectation(
         ..ExpectFile::default()
     };
     let handoff = entries.iter().rev().find_map(|e| match &e.what {
-        What::Handoff { card } => Some((e.media_ms, card)),
+        What::Handoff { card } => Some((e.t_ms, card)),
         _ => None,
     });
     let Some((at, card)) = handoff else {
@@ -398,22 +448,17 @@ fn expectation(
     }
     // The turn that led to the transfer: the last key press or finished utterance before
     // it; and no turn that started after it may have been needed.
-    let done_at = |c: &Cut| match (c.dtmf, c.utterance) {
-        (Some(_), _) => Some(c.start),
-        (None, Some(u)) => Some(spans[u].1),
-        (None, None) => None,
-    };
-    let trigger = cuts
+    let trigger = timing
         .iter()
         .enumerate()
-        .filter(|(_, c)| done_at(c).is_some_and(|d| d <= at))
+        .filter(|(_, (_, done))| done.is_some_and(|d| d <= at))
         .map(|(i, _)| i)
         .next_back()
         .unwrap_or(0);
-    let latest = cuts
+    let latest = timing
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.start <= at)
+        .filter(|(_, (start, _))| *start <= at)
         .map(|(i, _)| i)
         .next_back()
         .unwrap_or(0)
@@ -488,15 +533,22 @@ mod tests {
         assert_eq!(
             shape,
             [
-                (0, 4_000, Some(0), None),
+                (0, 600, None, None),
+                (600, 4_000, Some(0), None),
                 (4_000, 4_000, None, Some('5')),
-                (4_000, 9_000, Some(1), None),
+                (4_000, 5_600, None, None),
+                (5_600, 9_000, Some(1), None),
             ]
         );
-        // Two utterances: the second turn starts a little before the second one's speech.
+        assert_eq!(cuts[2].key_t_ms, Some(4_010));
+        // Two utterances: each turn starts a little before its speech.
         let cuts = cut_turns(&spans, &[], 9_000);
-        assert_eq!((cuts[0].end, cuts[1].start), (5_600, 5_600));
-        assert_eq!(cuts[1].end, 9_000);
+        assert_eq!(cuts.len(), 3);
+        assert_eq!(
+            (cuts[1].start, cuts[1].end, cuts[2].start),
+            (600, 5_600, 5_600)
+        );
+        assert_eq!(cuts[2].end, 9_000);
         // Nothing said, nothing pressed: one turn of the whole recording.
         let cuts = cut_turns(&[], &[], 3_000);
         assert_eq!((cuts.len(), cuts[0].start, cuts[0].end), (1, 0, 3_000));
@@ -504,7 +556,6 @@ mod tests {
 
     #[test]
     fn a_transfer_is_expected_after_the_turn_that_led_to_it() {
-        let spans = [(1_000, 2_500), (6_000, 7_200)];
         let card = serde_json::json!({
             "queue": "billing", "reason": "dialplan", "priority": "high",
             "facts": {"account_number": "44719", "order_number": null, "amount": null}
@@ -513,15 +564,19 @@ mod tests {
             entry(3_300, What::Handoff { card: card.clone() }),
             entry(3_300, What::Clear),
         ];
-        let cuts = cut_turns(&spans, &entries, 9_000);
-        let x = expectation(&entries, &cuts, &spans, false);
+        // Quiet, the first utterance (done at 2.5 s), the second (6.0–7.2 s).
+        let timing = [(0, None), (600, Some(2_500)), (5_600, Some(7_200))];
+        let x = expectation(&entries, &timing, false);
         assert!(x.transfer);
         assert_eq!(x.queue, Some(vec!["billing".to_string()]));
-        assert_eq!((x.priority_at_least, x.priority_at_most), (Some(Priority::High), Some(Priority::High)));
+        assert_eq!(
+            (x.priority_at_least, x.priority_at_most),
+            (Some(Priority::High), Some(Priority::High))
+        );
         assert_eq!(x.facts, ["44719"]);
-        assert_eq!((x.trigger_turn, x.latest_turn), (Some(0), None));
+        assert_eq!((x.trigger_turn, x.latest_turn), (Some(1), None));
         assert_eq!(x.barge_in, Some(true));
         // Redacted: the account number is not written down either.
-        assert!(expectation(&entries, &cuts, &spans, true).facts.is_empty());
+        assert!(expectation(&entries, &timing, true).facts.is_empty());
     }
 }

@@ -30,6 +30,10 @@ pub const RECORDED_GREETING: &str = "greeting_recorded";
 pub const AUDIO_FILE: &str = "caller.ulaw";
 pub const TIMELINE_FILE: &str = "timeline.jsonl";
 pub const META_FILE: &str = "meta.json";
+/// When each 20 ms frame of `caller.ulaw` reached the engine: one little-endian `u32` per
+/// frame, the engine's clock in ms. A carrier's media clock and the engine's drift apart
+/// (network bunching, a slow sender); prompts play on the engine's, so replay needs both.
+pub const ARRIVALS_FILE: &str = "arrivals.u32le";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,7 +125,9 @@ pub fn root(data_dir: &Path) -> PathBuf {
 /// One call's recording directory, if the id is one warmline would have recorded.
 pub fn call_dir(data_dir: &Path, call_sid: &str) -> Result<PathBuf, RecordingError> {
     if !valid_call_sid(call_sid) {
-        return Err(RecordingError::BadCallSid(call_sid.chars().take(80).collect()));
+        return Err(RecordingError::BadCallSid(
+            call_sid.chars().take(80).collect(),
+        ));
     }
     Ok(root(data_dir).join(call_sid))
 }
@@ -186,6 +192,7 @@ pub(crate) enum Msg {
     Audio {
         sid: Arc<str>,
         ulaw: Vec<u8>,
+        t_ms: Millis,
     },
     Entry {
         sid: Arc<str>,
@@ -354,8 +361,8 @@ impl CallTap {
         self.send(Msg::Entry { sid, entry });
     }
 
-    /// Caller audio the engine is about to be fed.
-    pub fn audio(&mut self, ulaw: &[u8]) {
+    /// Caller audio the engine is about to be fed, at `t_ms` on its clock.
+    pub fn audio(&mut self, ulaw: &[u8], t_ms: Millis) {
         if !self.audio_open {
             return;
         }
@@ -364,6 +371,7 @@ impl CallTap {
         self.send(Msg::Audio {
             sid,
             ulaw: ulaw.to_vec(),
+            t_ms,
         });
     }
 

@@ -1,9 +1,10 @@
 //! Masking spoken numbers (account, card, order numbers) in exported fixtures.
 //!
-//! Audio: the whole utterance whose transcript held a number becomes silence. Whisper's
-//! segment timing (the only timing this build asks it for) is no finer than the utterance
-//! for the short turns callers speak, and token timestamps drift by hundreds of ms on 8 kHz
-//! audio, which would leave digits audible at the edges; a whole utterance cannot leak.
+//! Audio: the whole utterance whose transcript held a number becomes silence (from its
+//! pre-roll to the detected end, plus [`PAD_MS`] each side). The speech-to-text engine here
+//! returns text without word timing, and a whole utterance cannot leave a digit audible at
+//! the edges of a span; the cost is the rest of that sentence (in `tests/recording.rs`,
+//! 5.3 s of a 13.2 s recording for one sentence ending in an account number).
 //! Text: each run of digits or number words becomes `#`.
 
 use std::sync::OnceLock;
@@ -59,13 +60,18 @@ mod tests {
             mask_text("My account number is four four seven one nine."),
             "My account number is #."
         );
-        assert_eq!(mask_text("Card 4111 1111-1111 1111, thanks"), "Card #, thanks");
+        assert_eq!(
+            mask_text("Card 4111 1111-1111 1111, thanks"),
+            "Card #, thanks"
+        );
         assert_eq!(
             mask_text("It's order number double eight three one five."),
             "It's order number #."
         );
         assert!(has_number("twelve dollars ninety nine"));
-        assert!(!has_number("I'd like to talk to someone, the one who called."));
+        assert!(!has_number(
+            "I'd like to talk to someone, the one who called."
+        ));
         assert!(!has_number("Can I speak to an agent, please?"));
     }
 

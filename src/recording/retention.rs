@@ -192,7 +192,12 @@ mod tests {
             max_age: chrono::Duration::days(1),
             max_total_bytes: 0,
         };
-        let swept = sweep(&tmp.path().join("none"), &limits, Utc::now(), &HashSet::new());
+        let swept = sweep(
+            &tmp.path().join("none"),
+            &limits,
+            Utc::now(),
+            &HashSet::new(),
+        );
         assert_eq!(swept.unwrap(), Swept::default());
     }
 }

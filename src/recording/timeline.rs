@@ -27,10 +27,14 @@ pub enum What {
         audio_ms: Millis,
     },
     /// The provider (or the driver's playout clock) said a prompt finished.
-    Mark { name: String },
+    Mark {
+        name: String,
+    },
     /// Queued audio was dropped (barge-in).
     Clear,
-    Dtmf { digit: char },
+    Dtmf {
+        digit: char,
+    },
     /// The engine cut an utterance and asked for it to be transcribed; `audio_ms` is how much
     /// audio it sent (pre-roll and a little trailing silence included).
     Utterance {
@@ -47,12 +51,21 @@ pub enum What {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-    Line { line: TranscriptLine },
-    Decision { decision: String, detail: String },
-    Handoff { card: serde_json::Value },
+    Line {
+        line: TranscriptLine,
+    },
+    Decision {
+        decision: String,
+        detail: String,
+    },
+    Handoff {
+        card: serde_json::Value,
+    },
     /// warmline ended the call (after a goodbye).
     Hangup,
-    End { outcome: String },
+    End {
+        outcome: String,
+    },
 }
 
 /// The timeline entries an engine action stands for (none for most of them).
@@ -115,7 +128,10 @@ mod tests {
             what: What::Dtmf { digit: '0' },
         };
         let line = serde_json::to_string(&e).unwrap();
-        assert_eq!(line, r#"{"media_ms":1200,"t_ms":1234,"kind":"dtmf","digit":"0"}"#);
+        assert_eq!(
+            line,
+            r#"{"media_ms":1200,"t_ms":1234,"kind":"dtmf","digit":"0"}"#
+        );
         let text = format!("{line}\n{{\"media_ms\":5,\"t_ms\"");
         assert_eq!(parse(&text), vec![e]);
     }

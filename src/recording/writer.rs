@@ -9,7 +9,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{AUDIO_FILE, META_FILE, Meta, Msg, RecordingError, Stats, TIMELINE_FILE, io_err};
+use super::{
+    ARRIVALS_FILE, AUDIO_FILE, META_FILE, Meta, Msg, RecordingError, Stats, TIMELINE_FILE, io_err,
+};
 
 /// How often abandoned recordings are looked for when no message arrives.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -18,6 +20,7 @@ struct Open {
     dir: PathBuf,
     meta: Meta,
     audio: BufWriter<File>,
+    arrivals: BufWriter<File>,
     timeline: BufWriter<File>,
     failed: Arc<AtomicBool>,
 }
@@ -79,9 +82,15 @@ fn handle(
             (sid, r)
         }
         // Messages of a call already discarded are dropped with it.
-        Msg::Audio { sid, ulaw } => match open.get_mut(&sid) {
+        Msg::Audio { sid, ulaw, t_ms } => match open.get_mut(&sid) {
             Some(o) => {
-                let r = o.audio.write_all(&ulaw).map_err(io_err(&o.dir));
+                let stamp = u32::try_from(t_ms).unwrap_or(u32::MAX).to_le_bytes();
+                let frames = ulaw.len().div_ceil(crate::audio::FRAME_SAMPLES_8K);
+                let r = o
+                    .audio
+                    .write_all(&ulaw)
+                    .and_then(|()| (0..frames).try_for_each(|_| o.arrivals.write_all(&stamp)))
+                    .map_err(io_err(&o.dir));
                 (sid, r)
             }
             None => return,
@@ -138,6 +147,7 @@ fn create(
     };
     Ok(Open {
         audio: file(AUDIO_FILE)?,
+        arrivals: file(ARRIVALS_FILE)?,
         timeline: file(TIMELINE_FILE)?,
         dir,
         meta,
@@ -149,6 +159,7 @@ fn finish(mut o: Open, outcome: String) -> Result<(), (Open, RecordingError)> {
     let flushed = o
         .audio
         .flush()
+        .and_then(|()| o.arrivals.flush())
         .and_then(|()| o.timeline.flush())
         .map_err(io_err(&o.dir));
     if let Err(e) = flushed {

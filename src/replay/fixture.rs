@@ -418,6 +418,10 @@ mod write_tests {
         );
         assert!(matches!(f.turns[1].act, Act::Press('0')));
         assert_eq!(f.expect.trigger_turn, Some(1));
-        assert!(std::fs::read_to_string(&path).unwrap().starts_with("# line one\n# line two\n"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("# line one\n# line two\n")
+        );
     }
 }

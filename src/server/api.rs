@@ -166,7 +166,10 @@ pub async fn call_fixture(
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok((name, zip))) => (
             [
-                (axum::http::header::CONTENT_TYPE, "application/zip".to_string()),
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/zip".to_string(),
+                ),
                 (
                     axum::http::header::CONTENT_DISPOSITION,
                     format!("attachment; filename=\"{name}.zip\""),
@@ -184,10 +187,7 @@ pub async fn call_fixture(
 }
 
 /// Enforces the recordings' age and size limits every `recording.sweep_seconds` until `stop`.
-pub async fn sweep_recordings(
-    state: Arc<AppState>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn sweep_recordings(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let every = std::time::Duration::from_secs(state.settings.recording.sweep_seconds.max(1));
     let mut tick = tokio::time::interval(every);
     loop {
@@ -212,9 +212,17 @@ pub async fn sweep_recordings(
 }
 
 fn not_found(why: &str) -> Response {
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": why}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": why})),
+    )
+        .into_response()
 }
 
 fn conflict(why: &str) -> Response {
-    (StatusCode::CONFLICT, Json(serde_json::json!({"error": why}))).into_response()
+    (
+        StatusCode::CONFLICT,
+        Json(serde_json::json!({"error": why})),
+    )
+        .into_response()
 }

@@ -501,7 +501,7 @@ impl Driver {
                 if !self.within_pace(ulaw.len()) {
                     return self.wire_error("media_too_fast", "audio ahead of real time dropped");
                 }
-                self.tap(|r| r.audio(&ulaw));
+                self.tap(|r| r.audio(&ulaw, now));
                 self.engine.feed(Event::Audio(&ulaw), now)
             }
             MediaEvent::Dtmf(digit) => {
