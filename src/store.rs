@@ -605,6 +605,26 @@ fn latest_handoff(conn: &Connection, call_sid: &str) -> Result<Option<StoredHand
     }))
 }
 
+// The reworked store on another branch brings its own `delete_call`; this SQLite one keeps
+// the recording branch working until the two meet.
+impl Store {
+    /// Deletes a call's record (row, transcript, decisions, handoffs); `Ok(false)` if there
+    /// was none.
+    pub fn delete_call(&self, call_sid: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = write_tx(&mut conn)?;
+        let mut deleted = 0;
+        for table in ["lines", "decisions", "handoffs", "calls"] {
+            deleted += tx.execute(
+                &format!("DELETE FROM {table} WHERE call_sid = ?1"),
+                [call_sid],
+            )?;
+        }
+        tx.commit()?;
+        Ok(deleted > 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,25 +946,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(outcome.as_deref(), Some("self_served"));
-    }
-}
-
-// The reworked store on another branch brings its own `delete_call`; this SQLite one keeps
-// the recording branch working until the two meet.
-impl Store {
-    /// Deletes a call's record (row, transcript, decisions, handoffs); `Ok(false)` if there
-    /// was none.
-    pub fn delete_call(&self, call_sid: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = write_tx(&mut conn)?;
-        let mut deleted = 0;
-        for table in ["lines", "decisions", "handoffs", "calls"] {
-            deleted += tx.execute(
-                &format!("DELETE FROM {table} WHERE call_sid = ?1"),
-                [call_sid],
-            )?;
-        }
-        tx.commit()?;
-        Ok(deleted > 0)
     }
 }

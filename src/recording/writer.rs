@@ -105,18 +105,17 @@ fn handle(
             }
             None => return,
         },
-        Msg::End { sid, outcome } => match open.remove(&sid) {
-            Some(o) => match finish(o, outcome) {
-                Ok(()) => {
+        Msg::End { sid, outcome } => match open.get_mut(&sid) {
+            Some(o) => {
+                let r = finish(o, outcome);
+                if r.is_ok() {
+                    open.remove(&sid);
                     stats.completed.fetch_add(1, Ordering::Relaxed);
                     super::lock(live).remove(&*sid);
                     return;
                 }
-                Err((o, e)) => {
-                    open.insert(sid.clone(), o);
-                    (sid, Err(e))
-                }
-            },
+                (sid, r)
+            }
             None => return,
         },
     };
@@ -155,22 +154,15 @@ fn create(
     })
 }
 
-fn finish(mut o: Open, outcome: String) -> Result<(), (Open, RecordingError)> {
-    let flushed = o
-        .audio
+fn finish(o: &mut Open, outcome: String) -> Result<(), RecordingError> {
+    o.audio
         .flush()
         .and_then(|()| o.arrivals.flush())
         .and_then(|()| o.timeline.flush())
-        .map_err(io_err(&o.dir));
-    if let Err(e) = flushed {
-        return Err((o, e));
-    }
+        .map_err(io_err(&o.dir))?;
     o.meta.complete = true;
     o.meta.outcome = Some(outcome);
-    match write_meta(&o.dir, &o.meta) {
-        Ok(()) => Ok(()),
-        Err(e) => Err((o, e)),
-    }
+    write_meta(&o.dir, &o.meta)
 }
 
 /// Written whole to a temporary name and renamed, so a reader never sees half of it.
