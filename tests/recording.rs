@@ -488,3 +488,81 @@ async fn the_server_sweeps_recordings_by_age_and_total_size() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The caller talks over the greeting: the replay must cut the greeting at the same point
+/// of the call (a barge-in is a matter of timing, so this is where a replay on the wrong
+/// clock goes wrong).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_talked_over_the_greeting_replays_with_the_same_barge_in() {
+    let h = recording_server(|_| {}).await;
+    let sid = "CArecordedbargein01";
+    let mut call = h.open_call(sid).await;
+    call.silence(50).await;
+    call.speak("barge_in_billing_joe/0.wav").await;
+    assert!(
+        h.wait_update(&mut call, sid, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "the live call was never transferred"
+    );
+    hang_up(&h, &mut call, sid).await;
+    assert!(
+        call.received.iter().any(|e| e == "clear"),
+        "the live call barged in"
+    );
+    let (_, live) = twilio::get_json(&h, &format!("/api/calls/{sid}")).await;
+    let live_decisions: Vec<String> = live["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision"].as_str().unwrap().to_string())
+        .filter(|d| d != "caller_hangup")
+        .collect();
+    assert_eq!(
+        live_decisions.first().map(String::as_str),
+        Some("barge_in"),
+        "{live}"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let name = "talked_over_greeting";
+    let exported =
+        recording::export::export(&data_dir(&h), sid, name, &h.state().settings.audio, false)
+            .unwrap();
+    let path = out.path().join(format!("calls/{name}.toml"));
+    exported.write(&path).unwrap();
+    let fixture = Fixture::load(&path).unwrap();
+    assert_eq!(fixture.expect.barge_in, Some(true));
+    assert!(
+        fixture.turns.iter().any(|t| t.during_prompt),
+        "the spoken turn is marked as over a prompt"
+    );
+    let stt = common::stt();
+    let outcome = sim::run(&fixture, common::playbook(), stt.as_ref()).unwrap();
+    let replay_callers: Vec<String> = outcome
+        .transcript
+        .iter()
+        .filter(|l| l.speaker == warmline::call::Speaker::Caller)
+        .map(|l| l.text.clone())
+        .collect();
+    assert_eq!(
+        replay_callers,
+        caller_lines(live["transcript"].as_array().unwrap())
+    );
+    let replay_decisions: Vec<String> = outcome.decisions.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(replay_decisions, live_decisions, "same decisions");
+    assert_eq!(outcome.clears, 1);
+    let Ending::Transferred(handoff) = &outcome.ending else {
+        panic!("the replay did not transfer: {:?}", outcome.ending)
+    };
+    assert_eq!(
+        handoff.card.queue,
+        live["handoff"]["queue"].as_str().unwrap()
+    );
+    assert_eq!(
+        handoff.card.reason,
+        live["handoff"]["reason"].as_str().unwrap()
+    );
+    let misses = check(&fixture, &outcome);
+    assert!(misses.is_empty(), "{misses:?}");
+}
