@@ -86,6 +86,8 @@ pub struct Settings {
     pub stt: SttConfig,
     pub audio: FrontendConfig,
     pub console: ConsoleSettings,
+    /// Opt-in recording of callers' audio (`[recording]`; see `crate::recording`).
+    pub recording: crate::recording::RecordingSettings,
 }
 
 /// The web console at `/console`: who may log in, and for how long.
@@ -216,6 +218,7 @@ impl Default for Settings {
             stt: SttConfig::default(),
             audio: FrontendConfig::default(),
             console: ConsoleSettings::default(),
+            recording: crate::recording::RecordingSettings::default(),
         }
     }
 }
@@ -341,6 +344,12 @@ impl Settings {
         }
         if let Some(v) = nonempty("WARMLINE_HANDOFF_WEBHOOK") {
             self.handoff_webhook = Some(v);
+        }
+        if let Some(v) = nonempty("WARMLINE_RECORD_CALLS") {
+            self.recording.enabled = flag("WARMLINE_RECORD_CALLS", v)?;
+        }
+        if let Some(v) = nonempty("WARMLINE_REDACT_NUMBERS") {
+            self.recording.redact_numbers = flag("WARMLINE_REDACT_NUMBERS", v)?;
         }
         self.public_url = self.public_url.trim_end_matches('/').to_string();
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
@@ -511,6 +520,18 @@ mod tests {
         assert_eq!((s.limits.max_connections, s.limits.send_ms), (10, 500));
         assert_eq!(s.limits.drain_ms, Limits::default().drain_ms);
         assert!(toml::from_str::<Settings>("[limits]\nmax_conections = 10").is_err());
+    }
+
+    #[test]
+    fn recording_is_off_unless_asked_for() {
+        let mut s = Settings::default();
+        assert!(!s.recording.enabled && !s.recording.redact_numbers);
+        s.apply_env(env(&[("WARMLINE_RECORD_CALLS", "true")]))
+            .unwrap();
+        assert!(s.recording.enabled);
+        let t: Settings = toml::from_str("[recording]\nenabled = true\nmax_age_days = 7").unwrap();
+        assert!(t.recording.enabled);
+        assert_eq!(t.recording.max_age_days, 7);
     }
 
     #[test]

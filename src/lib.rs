@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod loadtest;
 pub mod metrics;
 pub mod prompts;
+pub mod recording;
 pub mod replay;
 pub mod server;
 pub mod setup;

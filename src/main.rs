@@ -73,6 +73,40 @@ enum Command {
         #[command(subcommand)]
         command: ConsoleCommand,
     },
+    /// Fixture calls made from recorded ones.
+    Fixture {
+        #[command(subcommand)]
+        command: FixtureCommand,
+    },
+    /// Stored calls.
+    Calls {
+        #[command(subcommand)]
+        command: CallsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FixtureCommand {
+    /// Write a recorded call (WARMLINE_RECORD_CALLS was on) as a fixture: turn audio, timing,
+    /// key presses, and the expectation filled in from what happened, for a person to correct.
+    FromCall {
+        call_sid: String,
+        /// The fixture file; its audio goes to `<its dir>/../audio/<name>/`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Mask spoken numbers in the audio and text (on anyway with WARMLINE_REDACT_NUMBERS).
+        #[arg(long)]
+        redact: bool,
+        /// Overwrite an existing fixture file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CallsCommand {
+    /// Delete a call's record and recording from the data dir (a caller's request).
+    Delete { call_sid: String },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +165,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", warmline::server::console::hash_password(password)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Fixture {
+            command:
+                FixtureCommand::FromCall {
+                    call_sid,
+                    out,
+                    redact,
+                    force,
+                },
+        } => fixture_from_call(&settings, &call_sid, out, redact, force),
+        Command::Calls {
+            command: CallsCommand::Delete { call_sid },
+        } => {
+            let store = warmline::store::Store::open(&settings.data_dir)?;
+            let record = store.delete_call(&call_sid)?;
+            let audio = match warmline::recording::delete(&settings.data_dir, &call_sid) {
+                Err(warmline::recording::RecordingError::BadCallSid(_)) => false,
+                other => other?,
+            };
+            println!("{call_sid}: record deleted: {record}; recording deleted: {audio}");
+            Ok(if record || audio {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Models {
             command: ModelsCommand::Pull,
         } => {
@@ -139,6 +198,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn fixture_from_call(
+    settings: &Settings,
+    call_sid: &str,
+    out: Option<PathBuf>,
+    redact: bool,
+    force: bool,
+) -> Result<ExitCode> {
+    use warmline::recording::export;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("fixtures/calls").join(format!("{}.toml", export::default_name(call_sid)))
+    });
+    anyhow::ensure!(
+        force || !out.exists(),
+        "{} exists (use --force to overwrite)",
+        out.display()
+    );
+    let name = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| export::default_name(call_sid));
+    let redact = redact || settings.recording.redact_numbers;
+    let exported = export::export(&settings.data_dir, call_sid, &name, &settings.audio, redact)?;
+    for path in exported.write(&out)? {
+        println!("wrote {}", path.display());
+    }
+    if exported.redacted {
+        println!(
+            "numbers masked: {:.1} s of {:.1} s of caller audio silenced",
+            exported.masked_ms as f64 / 1000.0,
+            exported.audio_ms as f64 / 1000.0
+        );
+    }
+    println!(
+        "check the expectation in {} and replay it: warmline replay {}",
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(settings: Settings) -> Result<ExitCode> {

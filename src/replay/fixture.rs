@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audio::{FRAME_SAMPLES_8K, ulaw};
 use crate::handoff::Priority;
@@ -49,6 +49,10 @@ pub struct RawTurn {
     pub during_prompt: bool,
     #[serde(default)]
     pub agent_request: bool,
+    /// The turn starts at this time of the call (ms of caller audio since the stream began),
+    /// whatever warmline is doing: a recorded call replays on its own clock.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +113,8 @@ struct RawFixture {
     #[serde(default)]
     #[allow(dead_code)]
     line: Option<toml::Value>,
+    #[serde(default)]
+    greeting: Option<String>,
     turns: Vec<RawTurn>,
     expect: Expect,
 }
@@ -130,6 +136,8 @@ pub struct Turn {
     pub pause_before_ms: u64,
     pub during_prompt: bool,
     pub agent_request: bool,
+    /// See [`RawTurn::at_ms`].
+    pub at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +149,9 @@ pub struct Fixture {
     pub voice: String,
     pub turns: Vec<Turn>,
     pub expect: Expect,
+    /// The prompt the call opens with, when not the dialplan's greeting (a recorded call
+    /// heard the recording notice).
+    pub greeting: Option<String>,
 }
 
 /// The caller's default pause after warmline's prompt ends (as the Twilio simulator does).
@@ -188,6 +199,7 @@ impl Fixture {
                 pause_before_ms: t.pause_before_ms.unwrap_or(DEFAULT_PAUSE_MS),
                 during_prompt: t.during_prompt,
                 agent_request: t.agent_request,
+                at_ms: t.at_ms,
             });
         }
         if turns.is_empty() {
@@ -219,6 +231,7 @@ impl Fixture {
             voice,
             turns,
             expect: raw.expect,
+            greeting: raw.greeting,
         })
     }
 
@@ -268,4 +281,152 @@ pub fn read_ulaw(path: &Path) -> Result<Vec<u8>, FixtureError> {
         bytes.resize(bytes.len() + FRAME_SAMPLES_8K - rem, 0xFF);
     }
     Ok(bytes)
+}
+
+/// A fixture file as written by `warmline fixture from-call`: the same format [`Fixture::load`]
+/// reads, every optional field left out when unset.
+#[derive(Debug, Clone, Serialize)]
+pub struct FixtureFile {
+    pub description: String,
+    pub category: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
+    pub turns: Vec<TurnFile>,
+    pub expect: ExpectFile,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TurnFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtmf: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub during_prompt: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExpectFile {
+    pub transfer: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_at_least: Option<Priority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_at_most: Option<Priority>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_turn: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_turn: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub barge_in: Option<bool>,
+}
+
+impl FixtureFile {
+    /// The TOML text, after `header` (each line becomes a comment).
+    pub fn to_toml(&self, header: &str) -> Result<String, toml::ser::Error> {
+        let body = toml::to_string(self)?;
+        let mut out = String::new();
+        for line in header.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !header.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&body);
+        Ok(out)
+    }
+}
+
+/// 8 kHz μ-law as an 8 kHz mono 16-bit WAV, the fixture audio format ([`read_ulaw`] reads
+/// it back to the same μ-law, except that the two codes for zero become one).
+pub fn ulaw_wav(ulaw_bytes: &[u8]) -> Result<Vec<u8>, hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::with_capacity(44 + ulaw_bytes.len() * 2));
+    {
+        let mut w = hound::WavWriter::new(&mut cursor, spec)?;
+        for &b in ulaw_bytes {
+            w.write_sample(ulaw::decode(b))?;
+        }
+        w.finalize()?;
+    }
+    Ok(cursor.into_inner())
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    #[test]
+    fn a_written_fixture_loads_back_with_its_timing_and_greeting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (calls, audio) = (tmp.path().join("calls"), tmp.path().join("audio/rec"));
+        std::fs::create_dir_all(&calls).unwrap();
+        std::fs::create_dir_all(&audio).unwrap();
+        let ulaw_in: Vec<u8> = (0..320u32).map(|i| (i * 7 % 256) as u8).collect();
+        std::fs::write(audio.join("turn_0.wav"), ulaw_wav(&ulaw_in).unwrap()).unwrap();
+        let file = FixtureFile {
+            description: "a \"quoted\" call".into(),
+            category: "recorded".into(),
+            greeting: Some("greeting_recorded".into()),
+            turns: vec![
+                TurnFile {
+                    text: Some("hello".into()),
+                    audio: Some("rec/turn_0.wav".into()),
+                    at_ms: Some(0),
+                    ..TurnFile::default()
+                },
+                TurnFile {
+                    dtmf: Some("0".into()),
+                    at_ms: Some(40),
+                    ..TurnFile::default()
+                },
+            ],
+            expect: ExpectFile {
+                transfer: true,
+                queue: Some(vec!["general".into()]),
+                priority_at_least: Some(Priority::Normal),
+                trigger_turn: Some(1),
+                ..ExpectFile::default()
+            },
+        };
+        let path = calls.join("rec.toml");
+        std::fs::write(&path, file.to_toml("line one\nline two").unwrap()).unwrap();
+        let f = Fixture::load(&path).unwrap();
+        assert_eq!(f.greeting.as_deref(), Some("greeting_recorded"));
+        assert_eq!(f.turns[0].at_ms, Some(0));
+        assert_eq!(f.turns[1].at_ms, Some(40));
+        let Act::Speak { ulaw: back, .. } = &f.turns[0].act else {
+            panic!("turn 0 speaks")
+        };
+        let norm = |b: &u8| if *b == 0x7F { 0xFF } else { *b };
+        assert_eq!(
+            back.iter().map(norm).collect::<Vec<_>>(),
+            ulaw_in.iter().map(norm).collect::<Vec<_>>()
+        );
+        assert!(matches!(f.turns[1].act, Act::Press('0')));
+        assert_eq!(f.expect.trigger_turn, Some(1));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("# line one\n# line two\n")
+        );
+    }
 }

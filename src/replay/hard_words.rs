@@ -128,8 +128,10 @@ pub fn run_clip(
             pause_before_ms: super::fixture::DEFAULT_PAUSE_MS,
             during_prompt: false,
             agent_request: clip.request,
+            at_ms: None,
         }],
         expect: Expect::no_transfer(),
+        greeting: None,
     };
     let mut result = ClipResult {
         clip: clip.clone(),

@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use super::fixture::{Act, Fixture};
 use crate::audio::{FRAME_MS, FRAME_SAMPLES_8K};
 use crate::call::Playbook;
-use crate::call::{Action, CallInfo, Engine, Event, Millis, TranscriptLine};
+use crate::call::{Action, CallInfo, Engine, Event, Millis, Record, TranscriptLine};
 use crate::handoff::Handoff;
 use crate::stt::Transcriber;
 
@@ -47,6 +47,8 @@ pub struct Outcome {
     pub transcript: Vec<TranscriptLine>,
     /// `clear` actions sent (barge-ins).
     pub clears: u32,
+    /// The engine's decisions (`barge_in`, `silence`, `second_pass`, …) with their times.
+    pub decisions: Vec<(Millis, String)>,
     /// Wall-clock time spent in speech-to-text.
     pub stt_wall_ms: u64,
     pub stt_calls: u32,
@@ -112,6 +114,12 @@ pub fn run(
             .unwrap_or_else(Utc::now),
         handoff_id: format!("replay-{}", fixture.id),
     };
+    // A recorded call opened with the greeting its caller heard.
+    let book = match &fixture.greeting {
+        Some(g) if *g != book.dialplan.greeting => crate::recording::with_greeting(&book, g)
+            .ok_or_else(|| format!("the fixture's greeting prompt {g:?} does not exist"))?,
+        _ => book,
+    };
     let mut engine = Engine::new(info, book).map_err(|e| e.to_string())?;
     let n = fixture.turns.len();
     let mut out = Outcome {
@@ -121,6 +129,7 @@ pub fn run(
         turn_end: vec![None; n],
         transcript: Vec::new(),
         clears: 0,
+        decisions: Vec::new(),
         stt_wall_ms: 0,
         stt_calls: 0,
     };
@@ -171,6 +180,9 @@ pub fn run(
                 }
                 Action::Transfer(h) => out.ending = Ending::Transferred(h),
                 Action::Hangup => out.ending = Ending::HungUp,
+                Action::Record(Record::Decision { t_ms, decision, .. }) => {
+                    out.decisions.push((t_ms, decision));
+                }
                 Action::Record(_) => {}
             }
         }
@@ -181,6 +193,12 @@ pub fn run(
 
         // The caller's side of this 20 ms step.
         let mut frame: &[u8] = &silence;
+        // A turn with its own start time (a recorded call) waits for it, not for warmline.
+        if let Some(at) = fixture.turns.get(turn).and_then(|t| t.at_ms)
+            && matches!(script, Script::AwaitReply { .. } | Script::Pause { .. })
+        {
+            script = Script::Pause { until: at };
+        }
         match script {
             Script::AwaitReply { since, heard } => {
                 let talking = play.end > since;

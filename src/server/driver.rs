@@ -283,6 +283,8 @@ struct Driver {
     /// for the provider's `stop`.
     draining: bool,
     close: bool,
+    /// This call's recording, when recording is on.
+    rec: Option<crate::recording::CallTap>,
 }
 
 async fn drive(
@@ -343,6 +345,9 @@ async fn drive(
         outbox_dead: false,
         draining: false,
         close: false,
+        rec: state
+            .recorder
+            .begin(&start.call_id, &state.book.dialplan.greeting),
     };
     tracing::info!(stream = %start.stream_id, "stream started");
     let actions = d.engine.start(0);
@@ -381,6 +386,7 @@ async fn drive(
             },
             Some((utterance, result)) = stt_rx.recv() => {
                 let now = d.now();
+                d.tap(|r| r.transcribed(utterance, &result, now));
                 let actions = d.engine.feed(Event::Transcribed { utterance, result }, now);
                 d.apply(actions);
             }
@@ -416,6 +422,8 @@ async fn drive(
         }
     }
     let outcome = d.phase.outcome();
+    let now = d.now();
+    d.tap(|r| r.end(outcome, now));
     d.state.records.send(Op::Finish {
         call_sid: d.call_sid.clone(),
         outcome: outcome.to_string(),
@@ -429,6 +437,13 @@ async fn drive(
 impl Driver {
     fn now(&self) -> Millis {
         self.started.elapsed().as_millis() as Millis
+    }
+
+    /// Hands what the engine sees to this call's recording, if it is being recorded.
+    fn tap(&mut self, f: impl FnOnce(&mut crate::recording::CallTap)) {
+        if let Some(r) = self.rec.as_mut() {
+            f(r);
+        }
     }
 
     /// A caller whose first utterance would already wait longer than [`STT_WAIT`] goes to a
@@ -486,13 +501,18 @@ impl Driver {
                 if !self.within_pace(ulaw.len()) {
                     return self.wire_error("media_too_fast", "audio ahead of real time dropped");
                 }
+                self.tap(|r| r.audio(&ulaw, now));
                 self.engine.feed(Event::Audio(&ulaw), now)
             }
             MediaEvent::Dtmf(digit) => {
+                self.tap(|r| r.dtmf(digit, now));
                 self.last_trigger = Some(now);
                 self.engine.feed(Event::Dtmf(digit), now)
             }
-            MediaEvent::Mark(name) => self.engine.feed(Event::Mark(name), now),
+            MediaEvent::Mark(name) => {
+                self.tap(|r| r.mark(&name, now));
+                self.engine.feed(Event::Mark(name), now)
+            }
             MediaEvent::Stop => {
                 tracing::info!("provider sent stop");
                 match self.phase {
@@ -545,6 +565,8 @@ impl Driver {
     }
 
     fn apply(&mut self, actions: Vec<Action>) {
+        let now = self.now();
+        self.tap(|r| r.actions(&actions, now));
         for action in actions {
             match action {
                 Action::Record(record) => {
@@ -626,6 +648,7 @@ impl Driver {
             .is_some_and(|(due, _)| *due <= now)
         {
             if let Some((_, name)) = self.emulated_marks.pop_front() {
+                self.tap(|r| r.mark(&name, now));
                 let actions = self.engine.feed(Event::Mark(name), now);
                 self.apply(actions);
             }

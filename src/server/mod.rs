@@ -73,6 +73,8 @@ pub struct AppState {
     pub console: console::Sessions,
     /// The pre-rendered fragments the spoken summary is said with (`/audio/summary/{id}`).
     pub speech: Arc<Speech>,
+    /// Callers' audio and call timelines, when recording is on.
+    pub recorder: crate::recording::Recorder,
 }
 
 /// What is being wound down, in order: first the calls (drain), then the listener (stop).
@@ -92,7 +94,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Everything that shows caller data sits behind the token check.
     let caller_data = Router::new()
         .route("/api/calls", get(api::list_calls))
-        .route("/api/calls/{call_sid}", get(api::get_call))
+        .route(
+            "/api/calls/{call_sid}",
+            get(api::get_call).delete(api::delete_call),
+        )
+        .route("/api/calls/{call_sid}/fixture", get(api::call_fixture))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_token,
@@ -136,6 +142,8 @@ pub fn build_state(
     let metrics = Arc::new(Metrics::default());
     let speech = load_speech(&settings, &book)?;
     let records = RecordWriter::spawn(store.clone(), metrics.clone());
+    let recorder = crate::recording::Recorder::new(&settings.data_dir, settings.recording.clone());
+    let book = crate::recording::playbook_for(book, &settings.recording);
     let rest = match (&settings.twilio_account_sid, &settings.twilio_auth_token) {
         (Some(sid), Some(token)) => Some(
             TwilioRest::new(
@@ -186,6 +194,7 @@ pub fn build_state(
         console: console::Sessions::new(&settings.console, &settings.public_url)
             .context("reading the [console] settings")?,
         speech,
+        recorder,
         book,
         settings,
     }))
@@ -308,6 +317,9 @@ pub async fn serve_listener(
         }
         Ok(None) => {}
         Err(e) => tracing::error!(error = %format!("{e:#}"), "Asterisk AudioSocket not started"),
+    }
+    if state.recorder.enabled() {
+        tokio::spawn(api::sweep_recordings(state.clone(), stop.clone()));
     }
     let limits = &state.settings.limits;
     let conn = listener::ConnLimits {

@@ -49,6 +49,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/api/live", get(live_events))
         .route("/console/api/calls", get(search_calls))
         .route("/console/api/calls/{call_sid}", get(get_call))
+        .route("/console/api/calls/{call_sid}/fixture", get(call_fixture))
         .route("/console/api/trends", get(trends))
         .route("/console/api/users", get(users))
         .route("/console/api/users/{name}/revoke", post(revoke))
@@ -479,6 +480,16 @@ async fn get_call(
         Ok(store.get_call(&call_sid)?.unwrap_or(Value::Null))
     })
     .await
+}
+
+/// The recorded call as a fixture zip (admins: it carries the caller's voice).
+async fn call_fixture(
+    State(state): State<Arc<AppState>>,
+    Admin(_): Admin,
+    path: Path<String>,
+    query: Query<super::api::FixtureParams>,
+) -> Response {
+    super::api::call_fixture(State(state), path, query).await
 }
 
 #[derive(Deserialize)]

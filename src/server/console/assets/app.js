@@ -277,7 +277,12 @@ function renderCall(main, call) {
       el("li", { class: l.speaker }, el("span", { class: "who", text: `${clock(l.t_ms)} · ${l.speaker === "caller" ? "caller" : "line"}` }), l.text))),
     el("h2", {}, "Decisions"),
     el("ol", { class: "transcript" }, (call.decisions || []).map((d) =>
-      el("li", {}, el("span", { class: "who", text: `${clock(d.t_ms)} · ${words(d.decision)}` }), d.detail))));
+      el("li", {}, el("span", { class: "who", text: `${clock(d.t_ms)} · ${words(d.decision)}` }), d.detail))),
+    // A recorded call (WARMLINE_RECORD_CALLS) as a fixture zip: calls/<name>.toml + audio/<name>/.
+    app.me && app.me.role === "admin" && call.ended_at
+      ? el("p", {}, el("a", { class: "ghost", id: "export-fixture", download: "",
+        href: `/console/api/calls/${encodeURIComponent(call.call_sid)}/fixture` }, "⬇ Export as fixture (recorded calls only)"))
+      : null);
   main.replaceChildren(el("p", {}, el("a", { href: "#/live", text: "← Live" }), " · ", el("a", { href: "#/history", text: "History" })),
     el("div", { class: "card-view" }, left, right));
 }
