@@ -84,6 +84,30 @@ pub struct Shutdown {
 }
 
 impl AppState {
+    /// A provider's call webhook asks for a media stream: reserves a call slot and returns the
+    /// single-use token the stream must present, or why the caller goes straight to a person
+    /// (the line is full, or the model is still loading) — counted and logged here, once for
+    /// every carrier.
+    pub fn admit_webhook(&self, promised: admission::Promised) -> Result<String, String> {
+        let token = fail_open::random_id();
+        let refused = if self.ready() {
+            self.admission
+                .reserve(promised, token.clone(), std::time::Instant::now())
+                .err()
+                .map(|r| r.to_string())
+        } else {
+            Some("model still loading".to_string())
+        };
+        match refused {
+            None => Ok(token),
+            Some(why) => {
+                tracing::warn!(why, "sending the caller straight to a person");
+                self.metrics.inc_overload_handoffs();
+                Err(why)
+            }
+        }
+    }
+
     pub fn ready(&self) -> bool {
         self.stt.get().is_some()
     }

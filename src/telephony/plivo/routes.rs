@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::{signature, xml};
 use crate::server::admission::{Form, Promised, field};
 use crate::server::audio::summary_url;
-use crate::server::fail_open::{NO_SUMMARY, after_stream, random_id, spoken_summary};
+use crate::server::fail_open::{NO_SUMMARY, after_stream, spoken_summary};
 use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
@@ -123,28 +123,16 @@ pub async fn answer(State(c): State<Carrier>, SignedForm(form): SignedForm) -> R
     }
     let span = tracing::info_span!("call", call_sid = %call_uuid);
     let _g = span.enter();
-    let token = random_id();
-    let refused = if state.ready() {
-        // Plivo's answer request names no account; the signature is the proof.
-        let promised = Promised::new(
-            call_uuid,
-            "",
-            field(&form, "From").unwrap_or_default(),
-            field(&form, "To").unwrap_or_default(),
-        );
-        state
-            .admission
-            .reserve(promised, token.clone(), std::time::Instant::now())
-            .err()
-            .map(|r| r.to_string())
-    } else {
-        Some("model still loading".to_string())
-    };
-    if let Some(why) = refused {
-        tracing::warn!(why, "sending the caller straight to a person");
-        state.metrics.inc_overload_handoffs();
+    // Plivo's answer request names no account; the signature is the proof.
+    let promised = Promised::new(
+        call_uuid,
+        "",
+        field(&form, "From").unwrap_or_default(),
+        field(&form, "To").unwrap_or_default(),
+    );
+    let Ok(token) = state.admit_webhook(promised) else {
         return xml_response(fallback(&c, "Connecting you to someone who can help."));
-    }
+    };
     let public = &state.settings.public_url;
     xml_response(xml::answer_stream(
         &state.settings.media_ws_url("plivo"),

@@ -23,7 +23,7 @@ use super::codec;
 use super::signature::{PublicKey, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::config::Limits;
 use crate::server::admission::Promised;
-use crate::server::fail_open::{AfterStream, after_stream, fallback_queue, random_id};
+use crate::server::fail_open::{AfterStream, after_stream, fallback_queue};
 use crate::server::transport::{self, Incoming, Link};
 use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
@@ -216,21 +216,8 @@ pub async fn webhook(State(c): State<Carrier>, req: Request) -> Response {
 /// A new call: answered with the stream, or sent to a person when warmline cannot take it.
 async fn initiated(c: &Carrier, call: &str, from: &str, to: &str) {
     let state = &c.app;
-    let token = random_id();
-    let refused = if state.ready() {
-        // The webhook names no account the stream repeats; the signature is the proof.
-        let promised = Promised::new(call, "", from, to);
-        state
-            .admission
-            .reserve(promised, token.clone(), std::time::Instant::now())
-            .err()
-            .map(|r| r.to_string())
-    } else {
-        Some("model still loading".to_string())
-    };
-    if let Some(why) = refused {
-        tracing::warn!(why, "sending the caller straight to a person");
-        state.metrics.inc_overload_handoffs();
+    // The webhook names no account the stream repeats; the signature is the proof.
+    let Ok(token) = state.admit_webhook(Promised::new(call, "", from, to)) else {
         let answered = call_control::answer_plain("warmline-answer")
             .send(&c.spec.rest, call)
             .await;
@@ -239,7 +226,7 @@ async fn initiated(c: &Carrier, call: &str, from: &str, to: &str) {
         }
         to_person(c, call, "Connecting you to someone who can help.", None).await;
         return;
-    }
+    };
     let stream_url = state.settings.media_ws_url("telnyx");
     if let Err(e) = call_control::answer(&stream_url, &token, "warmline-answer")
         .send(&c.spec.rest, call)

@@ -16,9 +16,7 @@ use super::{signature, twiml};
 use tracing::Instrument;
 
 use crate::server::admission::{Form, Promised, field};
-use crate::server::fail_open::{
-    NO_SUMMARY, after_stream, fallback_queue, random_id, spoken_summary,
-};
+use crate::server::fail_open::{NO_SUMMARY, after_stream, fallback_queue, spoken_summary};
 use crate::server::{AppState, driver};
 use crate::telephony::WireCodec;
 use crate::telephony::control::Control;
@@ -157,26 +155,13 @@ pub async fn voice(State(c): State<Carrier>, SignedForm(form): SignedForm) -> Re
         state.metrics.inc_wire_errors("wrong_account");
         return (StatusCode::FORBIDDEN, "wrong AccountSid").into_response();
     }
-    let token = random_id();
-    let refused = if state.ready() {
-        let promised = Promised::new(call_sid, account_sid, from, to);
-        state
-            .admission
-            .reserve(promised, token.clone(), std::time::Instant::now())
-            .err()
-            .map(|r| r.to_string())
-    } else {
-        Some("model still loading".to_string())
-    };
-    if let Some(why) = refused {
-        tracing::warn!(why, "sending the caller straight to a person");
-        state.metrics.inc_overload_handoffs();
+    let Ok(token) = state.admit_webhook(Promised::new(call_sid, account_sid, from, to)) else {
         return xml(fallback_dial(
             &c,
             "Connecting you to someone who can help.",
             None,
         ));
-    }
+    };
     let public = &state.settings.public_url;
     let prefix = c.spec.prefix;
     tracing::info!(%from, %to, "answering with a media stream");
