@@ -105,6 +105,9 @@ pub struct SpeechEnd {
     pub detected_frame: u64,
     /// Cut at `max_utterance_ms` while the caller may still be talking.
     pub capped: bool,
+    /// A pause inside it was held open ([`Endpointer::hold_pause`]): it may hold silences
+    /// longer than any hangover.
+    pub held: bool,
 }
 
 impl SpeechEnd {
@@ -133,6 +136,8 @@ struct Active {
     /// A longer hangover for this pause only, asked for by whoever knows the caller is
     /// mid-thought (see [`Endpointer::hold_pause`]); dropped when they speak again.
     hold: Option<u64>,
+    /// Some pause of this utterance was held.
+    was_held: bool,
 }
 
 /// Decides utterance boundaries from one frame decision at a time. Pure state, no audio.
@@ -199,6 +204,7 @@ impl Endpointer {
             last_voiced_frame: a.last_voiced,
             detected_frame: frame.max(a.last_voiced),
             capped: false,
+            held: a.was_held,
         })
     }
 
@@ -211,6 +217,7 @@ impl Endpointer {
             last_voiced_frame: a.last_voiced,
             detected_frame: frame.max(a.last_voiced),
             capped: false,
+            held: a.was_held,
         })
     }
 
@@ -252,6 +259,7 @@ impl Endpointer {
         match self.active.as_mut() {
             Some(a) => {
                 a.hold = Some(frames(ms).min(self.max_utterance));
+                a.was_held = true;
                 true
             }
             None => false,
@@ -288,6 +296,7 @@ impl Endpointer {
                     pauses: 0,
                     longest_pause_frames: 0,
                     hold: None,
+                    was_held: false,
                 });
                 return Some(EndpointEvent::SpeechStart { start_frame });
             }
@@ -326,6 +335,7 @@ impl Endpointer {
                 last_voiced_frame: a.last_voiced,
                 detected_frame: frame,
                 capped: false,
+                held: a.was_held,
             })
         } else if frame + 1 - a.start_frame >= self.max_utterance {
             Some(SpeechEnd {
@@ -333,6 +343,7 @@ impl Endpointer {
                 last_voiced_frame: frame,
                 detected_frame: frame,
                 capped: true,
+                held: a.was_held,
             })
         } else {
             None

@@ -19,6 +19,9 @@ const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
 /// Silence kept after the last voiced frame: word-final consonants trail off below the VAD's
 /// threshold, and Whisper transcribes a clean ending better than a cut one.
 const TRAILING_MS: u64 = 200;
+
+/// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).
+const MAX_INNER_SILENCE_MS: u64 = 300;
 /// Upper bounds that keep a bad config from reserving absurd amounts of memory per call.
 const MAX_UTTERANCE_LIMIT_MS: u64 = 120_000;
 const MAX_PRE_ROLL_MS: u64 = 2_000;
@@ -290,6 +293,20 @@ impl Frontend {
         }
     }
 
+    /// The 16 kHz audio from `from_ms` to [`TRAILING_MS`] after `to_ms` (stream times), as it
+    /// arrived; `None` if the ring no longer holds all of it.
+    pub fn audio_between(&self, from_ms: u64, to_ms: u64) -> Option<Vec<f32>> {
+        let delay = Upsampler::DELAY_16K as u64;
+        let per_ms = (SAMPLES_16K as u64) / FRAME_MS;
+        let len = self.ring.len() as u64;
+        let from = from_ms * per_ms + delay;
+        let to = ((to_ms + TRAILING_MS) * per_ms + delay).min(self.written);
+        if to <= from || from < self.written.saturating_sub(len) {
+            return None;
+        }
+        Some((from..to).map(|i| self.ring[(i % len) as usize]).collect())
+    }
+
     /// Back to the state of a new call: all history, carry-over and pending events dropped.
     pub fn reset(&mut self) {
         self.vad.reset();
@@ -402,6 +419,36 @@ impl Frontend {
         utterance
     }
 
+    /// A held utterance can hold a silence of a second or more between "four four seven" and
+    /// "one nine", and Whisper tends to end its transcript at such a silence, dropping what
+    /// follows. Silences inside the speech are cut down to [`MAX_INNER_SILENCE_MS`]; the
+    /// words and their order are untouched.
+    fn shorten_inner_silences(&self, end: &SpeechEnd, from: u64, samples: Vec<f32>) -> Vec<f32> {
+        let n = self.features.len() as u64;
+        let delay = Upsampler::DELAY_16K as u64;
+        let keep = frames(MAX_INNER_SILENCE_MS);
+        let mut out = Vec::with_capacity(samples.len());
+        let mut quiet_run = 0;
+        let mut copied_to = from;
+        for f in end.start_frame..=end.last_voiced_frame {
+            let voiced = self.features[(f % n) as usize].voiced;
+            quiet_run = if voiced { 0 } else { quiet_run + 1 };
+            if quiet_run > keep {
+                // Drop this frame's samples: copy what came before it, then skip it.
+                let frame_from = (f * SAMPLES_16K as u64 + delay).max(from);
+                let frame_to = ((f + 1) * SAMPLES_16K as u64 + delay).max(from);
+                let lo = ((copied_to - from) as usize).min(samples.len());
+                let hi = ((frame_from - from) as usize).min(samples.len());
+                if hi > lo {
+                    out.extend_from_slice(&samples[lo..hi]);
+                }
+                copied_to = frame_to.max(copied_to);
+            }
+        }
+        out.extend_from_slice(&samples[((copied_to - from) as usize).min(samples.len())..]);
+        out
+    }
+
     /// Copies an utterance's audio out of the ring and summarises its prosody; also returns
     /// the stream sample its audio ends at.
     fn copy_out(&mut self, end: SpeechEnd) -> (Utterance, u64) {
@@ -428,6 +475,9 @@ impl Frontend {
             samples.extend_from_slice(&self.ring[..b]);
         } else {
             samples.extend_from_slice(&self.ring[a..b]);
+        }
+        if end.held {
+            samples = self.shorten_inner_silences(&end, from, samples);
         }
 
         let n = self.features.len() as u64;
@@ -711,6 +761,43 @@ mod tests {
         let events = run(&mut fe, &stream);
         assert!(pauses(&events).is_empty());
         assert_eq!(utterances(&events)[0].samples, u[0].samples);
+    }
+
+    #[test]
+    fn a_held_pause_keeps_one_utterance_and_shortens_its_silence() {
+        // "four four seven" … 1.2 s … "one nine".
+        let mut first = silence(50);
+        first.extend(vowel(140.0, 40, 0.5, 0));
+        first.extend(silence(12));
+        let mut rest = silence(48);
+        rest.extend(vowel(120.0, 40, 0.5, 0));
+        rest.extend(silence(100));
+
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &first);
+        let pause = pauses(&events)[0].clone();
+        assert!(fe.hold_pause(pause.end_ms, 1500));
+        let events = run(&mut fe, &rest);
+        let u = utterances(&events);
+        assert_eq!(u.len(), 1, "{events:?}");
+        // Spans both words, yet ~0.9 s of the 1.2 s silence between them is gone.
+        assert!(u[0].end_ms - u[0].start_ms >= 2_800, "{:?}", u[0]);
+        let spanned = (u[0].end_ms - u[0].start_ms) as usize * 16;
+        assert!(
+            u[0].samples.len() + 800 * 16 <= spanned + 600 * 16,
+            "{} samples for {spanned} spanned",
+            u[0].samples.len()
+        );
+
+        // Not held: the pause ends the utterance and the second word is its own.
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let mut stream = first.clone();
+        stream.extend(rest.clone());
+        assert_eq!(utterances(&run(&mut fe, &stream)).len(), 2);
+        // A hold for speech that has moved on is refused.
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        run(&mut fe, &first);
+        assert!(!fe.hold_pause(pause.end_ms + 20, 1500));
     }
 
     #[test]

@@ -133,7 +133,7 @@ struct Held {
 
 /// A number read back gets this long after the question ends for a reply; then the caller
 /// goes through with the number marked unconfirmed.
-const READBACK_REPLY_MS: Millis = 3_000;
+const READBACK_REPLY_MS: Millis = 2_500;
 
 /// A read-back waiting for the caller's reply.
 #[derive(Debug, Clone)]
@@ -144,6 +144,10 @@ struct Confirming {
     /// The caller said "no" once and was asked to say it again.
     asked_again: bool,
 }
+
+/// How far past the held words a continuation heard on its own starts, so no end of the last
+/// held word leaks into it as a stray syllable.
+const TAIL_SKIP_MS: u64 = 100;
 
 /// Silence after which a turn already decided by its words is acted on. Shorter than any
 /// endpoint, yet longer than most breaths between two sentences of one turn ("Agent. Agent!
@@ -176,6 +180,11 @@ const MAX_UNFINISHED_PARTS: u32 = 6;
 /// One utterance waiting for its transcript, in the order the caller spoke.
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
+    /// Where its speech ended, in stream time.
+    end_ms: u64,
+    /// A pause in it was held open at this end of speech, when its transcript was this long
+    /// ([`heard_size`]): a final transcript no longer than that lost what came after it.
+    held_at: Option<(u64, usize)>,
     prosody: Prosody,
     /// When its end was detected (on the engine's clock).
     detected: Millis,
@@ -207,6 +216,12 @@ pub struct Engine {
     held: Option<Held>,
     /// A half-finished turn waiting for the rest (semantic turn-taking).
     unfinished: Option<Unfinished>,
+    /// The latest pause held open: its end of speech and how much had been heard by then
+    /// ([`heard_size`]).
+    hold_mark: Option<(u64, usize)>,
+    /// Transcripts of held utterances that lost their continuation, while the continuation
+    /// is transcribed on its own.
+    tail_pass: BTreeMap<u64, Transcript>,
     /// A number read back, waiting for "yes" or the right one.
     confirming: Option<Confirming>,
     /// The read-back was done (once per call, whatever came of it).
@@ -264,6 +279,8 @@ impl Engine {
             pending: BTreeMap::new(),
             held: None,
             unfinished: None,
+            hold_mark: None,
+            tail_pass: BTreeMap::new(),
             confirming: None,
             read_back: false,
             id_confidence: 1.0,
@@ -402,9 +419,15 @@ impl Engine {
             Some(e) => e.id,
             None => self.next_id(),
         };
+        let held_at = self
+            .hold_mark
+            .take()
+            .filter(|(at, _)| (u.start_ms..u.end_ms).contains(at) && *at < u.end_ms);
         self.pending.insert(
             id,
             Pending {
+                end_ms: u.end_ms,
+                held_at,
                 prosody: u.prosody,
                 detected: now,
                 speech_ended,
@@ -600,6 +623,10 @@ impl Engine {
             let Some(result) = self.arrived.remove(&id) else {
                 break;
             };
+            let Some(result) = self.tail_pass(id, result, out) else {
+                // Its continuation is being heard on its own; the turn waits for that.
+                break;
+            };
             let Some(result) = self.second_pass(id, result, now, out) else {
                 // Heard again; the turn waits for that.
                 break;
@@ -617,6 +644,58 @@ impl Engine {
                 return;
             }
         }
+    }
+
+    /// A held utterance whose transcript ends where it was held ("My account number is 447.")
+    /// lost what came after the long pause: Whisper often stops at such a silence. The audio
+    /// after the hold is transcribed on its own and the two are joined ("447." + "19." → one
+    /// number). `None` while that runs.
+    fn tail_pass(
+        &mut self,
+        id: u64,
+        result: Result<Transcript, SttFailure>,
+        out: &mut Vec<Action>,
+    ) -> Option<Result<Transcript, SttFailure>> {
+        if let Some(first) = self.tail_pass.remove(&id) {
+            return Some(Ok(match result {
+                Ok(tail) if let Some(text) = join_continuation(&first.text, &tail.text) => {
+                    // Weighed by words, as parts of a turn are: a short tail is never sure.
+                    let n = |t: &Transcript| {
+                        crate::analysis::text::words(&clean_transcript(&t.text))
+                            .len()
+                            .max(1) as f32
+                    };
+                    let (a, b) = (n(&first), n(&tail));
+                    Transcript {
+                        text,
+                        confidence: (first.confidence * a + tail.confidence * b) / (a + b),
+                    }
+                }
+                // Nothing new, or a failed tail pass: the first transcript stands.
+                _ => first,
+            }));
+        }
+        let p = self.pending.get(&id).copied()?;
+        let (Ok(t), Some((held_end, _))) = (&result, p.held_at) else {
+            return Some(result);
+        };
+        // From just after the held words (the pause is at least 220 ms: the continuation
+        // starts later than this) to the end of the utterance.
+        let Some(samples) = self
+            .frontend
+            .audio_between(held_end + TAIL_SKIP_MS, p.end_ms)
+        else {
+            return Some(result);
+        };
+        self.tail_pass.insert(id, t.clone());
+        out.push(Action::Transcribe {
+            utterance: id,
+            samples,
+            initial_prompt: self.book.stt_prompt.clone(),
+            speech_ended: p.speech_ended,
+            early: false,
+        });
+        None
     }
 
     /// Short utterances that meant nothing on the first pass are heard once more with the
@@ -823,6 +902,7 @@ impl Engine {
         if text.is_empty() || language::detect(&t.text).is_some() {
             return;
         }
+        let own_words = heard_size(&text);
         let joined = match &self.unfinished {
             Some(u) => format!("{} {text}", u.text),
             None => text,
@@ -844,8 +924,18 @@ impl Engine {
             TurnEnd::Unfinished(why) => {
                 // Keep the utterance open, so the rest reaches Whisper with what came before
                 // it: a digit string heard whole is heard far better than digit by digit.
-                let end_ms = self.early.as_ref().map_or(0, |e| e.end_ms);
+                let (start_ms, end_ms) = self
+                    .early
+                    .as_ref()
+                    .map_or((0, 0), |e| (e.start_ms, e.end_ms));
                 if self.frontend.hold_pause(end_ms, turns.hold_ms) {
+                    // The first hold in an utterance is where what Whisper may drop begins.
+                    let earlier = self
+                        .hold_mark
+                        .is_some_and(|(at, _)| (start_ms..end_ms).contains(&at));
+                    if !earlier {
+                        self.hold_mark = Some((end_ms, own_words));
+                    }
                     self.decision(
                         now,
                         "hold_pause",
@@ -1429,6 +1519,68 @@ fn clean_transcript(text: &str) -> String {
     }
 }
 
+/// How much a transcript says: letters and digits, since Whisper writes the same digits as
+/// "3, 9, 4" or "394".
+fn heard_size(text: &str) -> usize {
+    text.chars().filter(|c| c.is_alphanumeric()).count()
+}
+
+/// Whisper caught in a repetition loop ("3 3 3 3 3 …", "9033333333"): a transcript that says
+/// nothing to be trusted.
+fn looping(text: &str) -> bool {
+    let words = crate::analysis::text::words(text);
+    let repeated_word = words.windows(4).any(|w| w.iter().all(|x| *x == w[0]));
+    let repeated_char = words.iter().any(|w| {
+        w.as_bytes()
+            .windows(5)
+            .any(|r| r.iter().all(|c| c.is_ascii_digit() && *c == r[0]))
+    });
+    repeated_word || repeated_char
+}
+
+/// The digits a transcript says, spoken or written ("four 4-7" → "447").
+fn spoken_digits(text: &str) -> String {
+    const WORDS: [&str; 10] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    crate::analysis::text::words(text)
+        .iter()
+        .map(|w| match WORDS.iter().position(|d| d == w) {
+            Some(d) => d.to_string(),
+            None if w == "oh" => "0".to_string(),
+            None => w.chars().filter(char::is_ascii_digit).collect(),
+        })
+        .collect()
+}
+
+/// What a continuation heard on its own adds to the whole utterance's transcript, if
+/// anything: the digits past where the two overlap ("447." + "7 1 9." → "447. 1 9"), or the
+/// words when it has no digits. `None` when the whole already ends with it, or it is empty or
+/// a repetition loop.
+fn join_continuation(whole: &str, tail: &str) -> Option<String> {
+    let tail = clean_transcript(tail);
+    if tail.is_empty() || looping(&tail) {
+        return None;
+    }
+    let (wd, td) = (spoken_digits(whole), spoken_digits(&tail));
+    if !td.is_empty() {
+        if wd.ends_with(&td) {
+            return None;
+        }
+        let overlap = (0..=td.len().min(wd.len()))
+            .rev()
+            .find(|&k| wd.ends_with(&td[..k]))
+            .unwrap_or(0);
+        let spaced: Vec<String> = td[overlap..].chars().map(String::from).collect();
+        return Some(format!("{} {}", whole.trim_end(), spaced.join(" ")));
+    }
+    let (w, t) = (
+        crate::analysis::text::words(whole),
+        crate::analysis::text::words(&tail),
+    );
+    (!w.ends_with(&t)).then(|| format!("{} {}", whole.trim_end(), tail))
+}
+
 fn shorten(text: &str, words: usize) -> String {
     let w: Vec<&str> = text.split_whitespace().collect();
     if w.len() <= words {
@@ -1452,6 +1604,31 @@ mod tests {
         );
         assert_eq!(clean_transcript(" ..."), "");
         assert_eq!(clean_transcript(" Hello there"), "Hello there");
+    }
+
+    #[test]
+    fn a_continuation_is_added_only_when_the_whole_lost_it() {
+        let j = join_continuation;
+        assert_eq!(j("My account number is 447 19.", "19."), None);
+        assert_eq!(j("My account number is 44719.", "one nine"), None);
+        assert_eq!(
+            j("My account number is 447.", "One nine.").as_deref(),
+            Some("My account number is 447. 1 9")
+        );
+        // Overlap: the continuation began before where the whole stopped.
+        assert_eq!(j("is 6 2.", "2 9 0 3").as_deref(), Some("is 6 2. 9 0 3"));
+        assert_eq!(
+            j("Hello, what are your hours?", "What are your hours?"),
+            None
+        );
+        assert_eq!(
+            j("Hello.", "What are your hours?").as_deref(),
+            Some("Hello. What are your hours?")
+        );
+        assert_eq!(j("anything", " [BLANK_AUDIO]"), None);
+        // A loop is no continuation.
+        assert_eq!(j("62903.", "9 0 3 3 3 3 3 3"), None);
+        assert_eq!(j("62903.", "90333333333333"), None);
     }
 
     #[test]

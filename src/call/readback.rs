@@ -11,7 +11,7 @@ use crate::analysis::numbers::{self, Facts};
 use crate::analysis::{feedback, text};
 
 /// A number heard below this confidence is read back before it goes on the card.
-pub const SURE_CONFIDENCE: f32 = 0.6;
+pub const SURE_CONFIDENCE: f32 = 0.45;
 
 /// Which id the line is confirming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ mod tests {
         };
         assert_eq!(doubtful(&facts, 0.9, 5), None);
         assert_eq!(
-            doubtful(&facts, 0.45, 5),
+            doubtful(&facts, 0.4, 5),
             Some((Field::Account, "44719".into()))
         );
         let short = Facts {
