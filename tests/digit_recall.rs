@@ -46,3 +46,42 @@ fn spoken_numbers_reach_the_card() {
         dr.recall()
     );
 }
+
+/// What a digit-biased initial prompt does to the one-turn pass, next to the plain pass (a
+/// probe, not a gate): `PROBE_PROMPT` overrides the prompt.
+#[test]
+#[ignore]
+fn probe_prompted_pass() {
+    use warmline::replay::digit_recall::whole_clip_16k;
+    let clips = digit_recall::load(&common::root().join("fixtures/digits")).unwrap();
+    let mut s = common::settings();
+    s.stt = warmline::stt::engine::SttConfig::sequential();
+    s.stt.use_prompt = true;
+    let stt = warmline::setup::load_stt(&s).unwrap();
+    let prompt = std::env::var("PROBE_PROMPT").unwrap_or_else(|_| {
+        "My account number is 4 4 7 1 9. The order number is 5 1 8 2 6 0.".into()
+    });
+    let (mut plain_ok, mut biased_ok) = (0, 0);
+    for (clip, ulaw) in &clips {
+        let samples = whole_clip_16k(ulaw).unwrap();
+        let read = |t: &str| clip.field.of(&warmline::analysis::numbers::extract(t));
+        let plain = stt.transcribe(&samples, "").unwrap().transcript.text;
+        let biased = stt.transcribe(&samples, &prompt).unwrap().transcript.text;
+        let (p, b) = (read(&plain), read(&biased));
+        plain_ok += usize::from(p.as_deref() == Some(clip.digits.as_str()));
+        biased_ok += usize::from(b.as_deref() == Some(clip.digits.as_str()));
+        println!(
+            "{:<30} want {:<10} plain {:<12} {:?} | prompted {:<12} {:?}",
+            clip.file,
+            clip.digits,
+            p.unwrap_or_default(),
+            plain,
+            b.unwrap_or_default(),
+            biased
+        );
+    }
+    println!(
+        "plain {plain_ok}/{n}, prompted {biased_ok}/{n}",
+        n = clips.len()
+    );
+}

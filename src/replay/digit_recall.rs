@@ -35,10 +35,11 @@ pub enum Field {
 }
 
 impl Field {
-    fn of(self, facts: &Facts) -> Option<&str> {
+    /// This field of `facts`.
+    pub fn of(self, facts: &Facts) -> Option<String> {
         match self {
-            Field::Account => facts.account_number.as_deref(),
-            Field::Order => facts.order_number.as_deref(),
+            Field::Account => facts.account_number.clone(),
+            Field::Order => facts.order_number.clone(),
         }
     }
 }
@@ -89,7 +90,8 @@ pub struct ClipResult {
     pub clip: Clip,
     /// What the caller was heard as saying, turn by turn (joined with " / ").
     pub heard: String,
-    /// The number in the clip's field on the card; `None` without a transfer.
+    /// The number in the clip's field on the card or, when the call was not transferred, in
+    /// the facts gathered from the caller's lines.
     pub card_number: Option<String>,
     /// The card's reason, when the call was transferred.
     pub transfer_reason: Option<String>,
@@ -151,7 +153,7 @@ pub fn load(dir: &Path) -> Result<Vec<(Clip, Vec<u8>)>, DigitsError> {
 }
 
 /// The clip at 16 kHz, as the model takes it, without the resampler's start-up delay.
-fn whole_clip_16k(ulaw_bytes: &[u8]) -> Result<Vec<f32>, String> {
+pub fn whole_clip_16k(ulaw_bytes: &[u8]) -> Result<Vec<f32>, String> {
     let mut up = Upsampler::new().map_err(|e| e.to_string())?;
     let (mut pcm, mut out) = (Vec::new(), Vec::new());
     for frame in ulaw_bytes.chunks(FRAME_SAMPLES_8K) {
@@ -191,7 +193,7 @@ pub fn run_clip(
         t
     }) {
         Ok(t) => {
-            result.whole_number = clip.field.of(&numbers::extract(&t.text)).map(String::from);
+            result.whole_number = clip.field.of(&numbers::extract(&t.text));
             result.whole_heard = t.text;
         }
         Err(e) => result.error = Some(format!("whole-clip transcription: {e}")),
@@ -229,10 +231,25 @@ pub fn run_clip(
         .map(|l| l.text.as_str())
         .collect::<Vec<_>>()
         .join(" / ");
-    if let Ending::Transferred(h) = &outcome.ending {
-        result.transfer_reason = Some(h.card.reason.clone());
-        result.card_number = clip.field.of(&h.card.facts).map(String::from);
-    }
+    result.card_number = match &outcome.ending {
+        Ending::Transferred(h) => {
+            result.transfer_reason = Some(h.card.reason.clone());
+            clip.field.of(&h.card.facts)
+        }
+        // A topic misheard leaves no card; the number is still what the engine gathered,
+        // which is every caller line's facts merged in order (as `Engine::absorb` does).
+        _ => {
+            let mut facts = Facts::default();
+            for l in outcome
+                .transcript
+                .iter()
+                .filter(|l| l.speaker == Speaker::Caller)
+            {
+                facts.merge(&numbers::extract(&l.text));
+            }
+            clip.field.of(&facts)
+        }
+    };
     result
 }
 
