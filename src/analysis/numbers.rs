@@ -521,7 +521,7 @@ fn digitwise_numeral(w: &str) -> bool {
 fn digits_follow(words: &[String], i: usize, count: usize) -> bool {
     let digitlike = |w: &str| {
         unit(w).is_some()
-            || matches!(w, "oh" | "o" | "double" | "triple")
+            || matches!(w, "oh" | "o" | "l" | "double" | "triple")
             || (w.len() == 1 && w.chars().all(|c| c.is_ascii_digit()))
             || digitwise_numeral(w)
     };
@@ -872,6 +872,12 @@ mod tests {
                 "Hi, my order hasn't arrived. The order number is 82582 L4 8.",
                 None,
                 Some("82582048"),
+            ),
+            // "two double oh eight four seven eight", spaced out by a digit prompt.
+            (
+                "I have a question about a chart. The account number is 2 L L 8 4 7 8",
+                Some("2008478"),
+                None,
             ),
             // "four oh double two six oh seven" (noisy flite): "four" heard as "for".
             (
