@@ -6,14 +6,16 @@ mod common;
 
 use warmline::replay::digit_recall::{self, DigitRecall};
 
-/// Numbers exactly right on the card, over all clips. Measured: see the README's digit-recall
-/// paragraph; the gate holds what is reached so a regression fails.
-const CARD_FLOOR: f64 = 0.0;
-/// Numbers exactly right when each clip is heard as one turn (the recognition and parsing
-/// share, without the endpointer's cuts).
-const ONE_TURN_FLOOR: f64 = 0.0;
-/// The fast run-on pattern is one turn even today: the card must have it.
-const FAST_CARD_FLOOR: f64 = 0.0;
+/// Numbers exactly right on the card, over all clips. Measured 14/72 (0.194) with today's
+/// silence-only endpointer, which cuts slow and chunked numbers into several turns; 11/72
+/// before the parser learnt tiny.en's forms. The target is 0.95: the gate holds what is
+/// reached (two clips of slack) so a regression fails; raise it as segmentation improves.
+const CARD_FLOOR: f64 = 0.16;
+/// Numbers exactly right when each clip is heard as one turn: the recognition and parsing
+/// share, without the endpointer's cuts. Measured 20/72 (0.278); 18/72 before.
+const ONE_TURN_FLOOR: f64 = 0.25;
+/// The fast run-on pattern is one turn even today. Measured 10/24 on the card.
+const FAST_CARD_FLOOR: f64 = 0.33;
 
 #[test]
 fn spoken_numbers_reach_the_card() {

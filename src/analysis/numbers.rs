@@ -756,7 +756,7 @@ fn run_digits(nums: &[Num], run: &[usize]) -> Option<String> {
             Some(*len)
         })
         .any(|len| len == half);
-    if digits.len() % 2 == 0
+    if digits.len().is_multiple_of(2)
         && half >= MIN_REPEATED_HALF
         && on_chunk_boundary
         && digits[..half] == digits[half..]

@@ -265,6 +265,9 @@ fn ratio((hits, n): (usize, usize)) -> f64 {
     if n == 0 { 1.0 } else { hits as f64 / n as f64 }
 }
 
+/// How the report groups clips: by pattern, voice or style.
+type GroupKey = fn(&ClipResult) -> &str;
+
 /// Every clip of a set, and what the set measures.
 #[derive(Debug, Clone, Default)]
 pub struct DigitRecall {
@@ -369,16 +372,13 @@ impl fmt::Display for DigitRecall {
             "speech-to-text          {calls} transcriptions for {} clips, {ms} ms in all",
             self.results.len()
         )?;
-        let groups: [(&str, Box<dyn Fn(&ClipResult) -> &str>); 3] = [
-            (
-                "pattern",
-                Box::new(|r: &ClipResult| r.clip.pattern.as_str()),
-            ),
-            ("voice", Box::new(|r: &ClipResult| r.clip.voice.as_str())),
-            ("style", Box::new(|r: &ClipResult| r.clip.style.as_str())),
+        let groups: [(&str, GroupKey); 3] = [
+            ("pattern", |r| r.clip.pattern.as_str()),
+            ("voice", |r| r.clip.voice.as_str()),
+            ("style", |r| r.clip.style.as_str()),
         ];
         for (name, key) in &groups {
-            for (k, rs) in self.rows(|r| key(r)) {
+            for (k, rs) in self.rows(*key) {
                 let c = tally(rs.iter().copied(), ClipResult::recalled);
                 let w = tally(rs.iter().copied(), ClipResult::whole_recalled);
                 writeln!(
