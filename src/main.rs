@@ -1,6 +1,6 @@
 //! The `warmline` command: serve calls, replay fixture calls, manage the model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -47,6 +47,9 @@ enum Command {
         /// Fixture files or directories (fixtures/calls).
         #[arg(required = true)]
         fixtures: Vec<PathBuf>,
+        /// Also measure digit recall over a clip set (fixtures/digits; slow: ~70 calls).
+        #[arg(long)]
+        digits: Option<PathBuf>,
     },
     /// Many simulated Twilio calls at once against warmline (in-process, or a server on
     /// loopback): decision latency, STT queueing, CPU and memory per call, lost calls.
@@ -149,7 +152,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quiet,
             cards,
         } => replay_cmd(&settings, &fixtures, quiet, cards),
-        Command::Eval { fixtures } => eval_cmd(&settings, &fixtures),
+        Command::Eval { fixtures, digits } => eval_cmd(&settings, &fixtures, digits.as_deref()),
         Command::Loadtest { opts, json } => loadtest_cmd(settings, opts, json),
         Command::Transcribe { files } => transcribe_cmd(&settings, &files),
         Command::Console {
@@ -333,11 +336,11 @@ fn transcribe_cmd(settings: &Settings, files: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
-fn eval_cmd(settings: &Settings, paths: &[PathBuf]) -> Result<ExitCode> {
+fn eval_cmd(settings: &Settings, paths: &[PathBuf], digits: Option<&Path>) -> Result<ExitCode> {
     let paths = replay::expand_paths(paths)?;
     let book = setup::load_playbook(settings)?;
     let stt = setup::load_stt(&sequential(settings))?;
-    let results = replay::replay_all(&paths, book, stt.as_ref());
+    let results = replay::replay_all(&paths, book.clone(), stt.as_ref());
     let mut replayed = Vec::new();
     for r in &results {
         match r {
@@ -345,7 +348,12 @@ fn eval_cmd(settings: &Settings, paths: &[PathBuf]) -> Result<ExitCode> {
             Err((path, e)) => println!("{}: {e}", path.display()),
         }
     }
-    let ev = replay::evaluate(&replayed);
+    let mut ev = replay::evaluate(&replayed);
+    if let Some(dir) = digits {
+        let clips = replay::digit_recall::load(dir)?;
+        let set = replay::digit_recall::DigitRecall::run(clips, book, stt.as_ref());
+        ev.digits = Some(replay::eval::DigitRow::of(&set));
+    }
     print!("{ev}");
     let unreadable = results.len() - replayed.len();
     Ok(if unreadable == 0 {

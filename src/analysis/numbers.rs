@@ -164,7 +164,19 @@ const DIGIT_HOMOPHONES: &[(&str, u64)] = &[
     ("too", 2),
     ("won", 1),
     ("ate", 8),
+    // "3/8 to fix one" for "three eight two six one".
+    ("fix", 6),
+    ("niner", 9),
 ];
+/// Words after which a digit string starts ("the order number is for oh double two…"): a
+/// homophone right after one of them is a digit when at least two digits follow it.
+const NUMBER_LEADS: &[&str] = &["number", "numbers", "is", "it's"];
+/// Longer than this, a digit run is a Whisper repetition loop ("81891 891 891 891 …"), not a
+/// number anyone said; taking it would put a false number on the card.
+const MAX_RUN_DIGITS: usize = 15;
+/// A run made of the same digits twice, each half at least this long, is a number said twice
+/// (or decoded twice): "692 535 06 692 535 06".
+const MIN_REPEATED_HALF: usize = 5;
 /// Before "oh", these make it the digit zero rather than an exclamation.
 const OH_LEADS: &[&str] = &[
     "is", "number", "it's", "its", "was", "be", "account", "order", "phone", "code", "id",
@@ -438,11 +450,12 @@ fn lex(words: &[String], used: &[bool]) -> Vec<Num> {
             continue;
         }
         if let Some(&(_, d)) = DIGIT_HOMOPHONES.iter().find(|(h, _)| *h == w) {
-            let prev_single = prev_is_num && out.last().is_some_and(|n| n.digits.len() == 1);
-            let next_single = words.get(i + 1).is_some_and(|n| {
-                unit(n).is_some() || (n.len() == 1 && n.chars().all(|c| c.is_ascii_digit()))
-            });
-            if prev_single && next_single {
+            let prev_digitwise =
+                prev_is_num && out.last().is_some_and(|n| said_digitwise(words, n));
+            let after_lead = i > 0 && NUMBER_LEADS.contains(&words[i - 1].as_str());
+            if (prev_digitwise && digits_follow(words, i + 1, 1))
+                || (after_lead && digits_follow(words, i + 1, 2))
+            {
                 out.push(Num {
                     start: i,
                     end: i + 1,
@@ -468,12 +481,75 @@ fn lex(words: &[String], used: &[bool]) -> Vec<Num> {
             i = end;
             continue;
         }
-        if let Some(num) = numeral(w, i) {
+        let zeroed = letters_as_zero(w);
+        if let Some(num) = numeral(zeroed.as_deref().unwrap_or(w), i) {
             out.push(num);
+        } else if w == "l"
+            && prev_is_num
+            && out.last().is_some_and(|n| said_digitwise(words, n))
+            && digits_follow(words, i + 1, 1)
+        {
+            out.push(Num {
+                start: i,
+                end: i + 1,
+                kind: Kind::Spoken,
+                digits: "0".into(),
+                value: Some(0),
+                single_digit: true,
+            });
         }
         i += 1;
     }
     out
+}
+
+/// A digit said on its own or a numeral Whisper wrote digit by digit ("3/8", "4.4.7"), as
+/// opposed to a quantity ("10", "twenty").
+fn said_digitwise(words: &[String], n: &Num) -> bool {
+    n.single_digit
+        || (n.kind == Kind::Numeral && n.end == n.start + 1 && digitwise_numeral(&words[n.start]))
+}
+
+/// Single digits joined by separators: "3/8", "4.4.7", "4-4-7"; not "12.99" or "447-19".
+fn digitwise_numeral(w: &str) -> bool {
+    w.contains(['.', '/', '-'])
+        && w.split(['.', '/', '-'])
+            .all(|p| p.len() == 1 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Whether `count` digit-like words start at `i`, skipping digit homophones between them.
+fn digits_follow(words: &[String], i: usize, count: usize) -> bool {
+    let digitlike = |w: &str| {
+        unit(w).is_some()
+            || matches!(w, "oh" | "o" | "l" | "double" | "triple")
+            || (w.len() == 1 && w.chars().all(|c| c.is_ascii_digit()))
+            || digitwise_numeral(w)
+    };
+    let homophone = |w: &str| DIGIT_HOMOPHONES.iter().any(|(h, _)| *h == w);
+    let mut found = 0;
+    for w in words.iter().skip(i) {
+        if digitlike(w) {
+            found += 1;
+            if found == count {
+                return true;
+            }
+        } else if !homophone(w) {
+            return false;
+        }
+    }
+    false
+}
+
+/// "l4" → "04", "2ll8" → "2008": Whisper writes a spoken "oh" inside a digit string as the
+/// letter L (or O). Only tokens of digits and those letters with at least one digit.
+fn letters_as_zero(w: &str) -> Option<String> {
+    let digits = w.chars().any(|c| c.is_ascii_digit());
+    let letters = w.chars().any(|c| matches!(c, 'l' | 'o'));
+    (digits
+        && letters
+        && w.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, 'l' | 'o')))
+    .then(|| w.replace(['l', 'o'], "0"))
 }
 
 /// A token of digits, maybe with separators: "447", "4.4.7.1.9", "12.99", "1,299".
@@ -669,6 +745,27 @@ fn keyword_at(words: &[String], i: usize) -> Option<(Field, usize)> {
     })
 }
 
+/// The digits of a run as an id: a run said twice counts once, a repetition loop not at all.
+fn run_digits(nums: &[Num], run: &[usize]) -> Option<String> {
+    let digits: String = run.iter().map(|&k| nums[k].digits.as_str()).collect();
+    let half = digits.len() / 2;
+    let on_chunk_boundary = run
+        .iter()
+        .scan(0, |len, &k| {
+            *len += nums[k].digits.len();
+            Some(*len)
+        })
+        .any(|len| len == half);
+    if digits.len().is_multiple_of(2)
+        && half >= MIN_REPEATED_HALF
+        && on_chunk_boundary
+        && digits[..half] == digits[half..]
+    {
+        return Some(digits[..half].to_string());
+    }
+    (digits.len() <= MAX_RUN_DIGITS).then_some(digits)
+}
+
 fn ids(words: &[String], nums: &[Num], runs: &[Vec<usize>], facts: &mut Facts) {
     let order_context = (0..words.len()).any(|i| {
         keyword_at(words, i).is_some_and(|(f, _)| f == Field::Order)
@@ -678,7 +775,10 @@ fn ids(words: &[String], nums: &[Num], runs: &[Vec<usize>], facts: &mut Facts) {
     for run in runs {
         let start = nums[run[0]].start;
         let end = nums[run[run.len() - 1]].end;
-        let digits: String = run.iter().map(|&k| nums[k].digits.as_str()).collect();
+        let Some(digits) = run_digits(nums, run) else {
+            prev_end = end;
+            continue;
+        };
         // A keyword read before an earlier number belongs to that number.
         let before = (prev_end..start).rev().find_map(|i| {
             keyword_at(words, i)
@@ -757,6 +857,115 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(account(text).as_deref(), Some(want), "{text:?}");
+        }
+    }
+
+    /// What Whisper tiny.en wrote for numbers in `fixtures/digits` (and the issue's own
+    /// example), and what the caller said.
+    #[test]
+    fn tiny_en_transcripts_of_spoken_numbers() {
+        let cases = [
+            // "three eight two six one", from issue 11.
+            ("my account number is 3/8 to fix one", Some("38261"), None),
+            // "eight two five eight two oh four eight" (quiet Piper): "oh" written as L.
+            (
+                "Hi, my order hasn't arrived. The order number is 82582 L4 8.",
+                None,
+                Some("82582048"),
+            ),
+            // "two double oh eight four seven eight", spaced out by a digit prompt.
+            (
+                "I have a question about a chart. The account number is 2 L L 8 4 7 8",
+                Some("2008478"),
+                None,
+            ),
+            // "four oh double two six oh seven" (noisy flite): "four" heard as "for".
+            (
+                "I want to return and I don't feel order numbers for 0, double 2, 6, 0, 7.",
+                None,
+                Some("4022607"),
+            ),
+            // The number decoded twice over a chunked reading.
+            (
+                "I have a question about my bill. My account number is 692 535 06 692 535 06",
+                Some("69253506"),
+                None,
+            ),
+            // Already read right before; kept so they stay right.
+            (
+                "I'm calling about a delivery. My order number is 28, triple 4, double 7.",
+                None,
+                Some("2844477"),
+            ),
+            (
+                "I have a question about the chart. The account number is 1-85-0731-293.",
+                Some("1850731293"),
+                None,
+            ),
+            (
+                "I have a question about my bill. My count number is 3 0 1 0 1 5",
+                Some("301015"),
+                None,
+            ),
+            (
+                "I need help with billing, the count number 1 9 3 9 3 7 7 1",
+                Some("19393771"),
+                None,
+            ),
+            (
+                "Hi, my order hasn't arrived. The order number is 470 293.",
+                None,
+                Some("470293"),
+            ),
+        ];
+        for (text, a, o) in cases {
+            let f = extract(text);
+            assert_eq!(
+                (f.account_number.as_deref(), f.order_number.as_deref()),
+                (a, o),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn repetition_loops_are_not_numbers() {
+        let loops = [
+            "Where's my parcel? Order number 81891 891 891 891 891 891 891 891 891 891 891",
+            "I want to return an item. The order number is 2, 3, 7, 9, 3, 7, 9, 3, 7, 9, 3, 7, \
+             9, 3, 7, 7, 9, 3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7",
+            "My account time is 1, 4, 4, 10, 3, 10, 6, 10, 10, 5, 10, 10, 10, 10, 10, 10, 10",
+        ];
+        for text in loops {
+            let f = extract(text);
+            assert_eq!((f.account_number, f.order_number), (None, None), "{text:?}");
+        }
+        // A short number said twice is two digits groups, not one number said twice.
+        assert_eq!(account("account 4545").as_deref(), Some("4545"));
+    }
+
+    #[test]
+    fn no_number_in_everyday_counts() {
+        for text in [
+            "I've been waiting for two weeks",
+            "one of them is broken",
+            "I've called twice",
+            "I called 2 or 3 times",
+            "it's for 2 people",
+            "the number is for my wife",
+            "it's for the 2 of us",
+            "I paid for 1 and got 2",
+            "between 4 and 5 pm",
+            "it was 2 to 3 weeks ago",
+            "I've had 1 l 2 things",
+            "I bought it for 12.99",
+        ] {
+            let f = extract(text);
+            assert_eq!(
+                (f.account_number, f.order_number, f.phone_number),
+                (None, None, None),
+                "{text:?}"
+            );
         }
     }
 

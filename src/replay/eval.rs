@@ -32,6 +32,26 @@ pub struct Evaluation {
     pub categories: BTreeMap<String, (usize, usize, usize)>,
     /// (expected reasons, actual reason) of transferred calls whose reason was wrong.
     pub wrong_reasons: Vec<(String, String, String)>,
+    /// Digit recall over a clip set (`warmline eval --digits fixtures/digits`), when run.
+    pub digits: Option<DigitRow>,
+}
+
+/// The digit-recall row: numbers exactly right on the card, and when heard as one turn.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DigitRow {
+    pub on_card: usize,
+    pub one_turn: usize,
+    pub clips: usize,
+}
+
+impl DigitRow {
+    pub fn of(set: &super::digit_recall::DigitRecall) -> Self {
+        DigitRow {
+            on_card: set.results.iter().filter(|r| r.recalled()).count(),
+            one_turn: set.results.iter().filter(|r| r.whole_recalled()).count(),
+            clips: set.results.len(),
+        }
+    }
 }
 
 /// Categories of the never-trap promises, shown as their own rows.
@@ -207,6 +227,17 @@ impl fmt::Display for Evaluation {
                 ratio(ok, n)
             )?;
         }
+        if let Some(d) = &self.digits {
+            writeln!(
+                f,
+                "digit recall          {:>6.3}   ({}/{} numbers exact on the card; {}/{} heard as one turn)",
+                ratio(d.on_card, d.clips),
+                d.on_card,
+                d.clips,
+                d.one_turn,
+                d.clips
+            )?;
+        }
         let mut dests: Vec<&String> = self.confusion.keys().flat_map(|(a, b)| [a, b]).collect();
         dests.sort();
         dests.dedup();
@@ -229,5 +260,28 @@ impl fmt::Display for Evaluation {
             writeln!(f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digit_row_is_shown_only_when_measured() {
+        let mut ev = Evaluation::default();
+        assert!(!ev.to_string().contains("digit recall"));
+        ev.digits = Some(DigitRow {
+            on_card: 9,
+            one_turn: 12,
+            clips: 18,
+        });
+        let shown = ev.to_string();
+        assert!(
+            shown.contains(
+                "digit recall           0.500   (9/18 numbers exact on the card; 12/18 heard as one turn)"
+            ),
+            "{shown}"
+        );
     }
 }

@@ -1,0 +1,89 @@
+//! Digit recall through the real model and engine: account and order numbers read out fast,
+//! slowly digit by digit and in chunks, by six voices over a telephone line, must land on the
+//! context card exactly (every digit, nothing extra).
+
+mod common;
+
+use warmline::replay::digit_recall::{self, DigitRecall};
+
+/// Numbers exactly right on the card, over all clips. Measured 14/72 (0.194) with today's
+/// silence-only endpointer, which cuts slow and chunked numbers into several turns; 11/72
+/// before the parser learnt tiny.en's forms. The target is 0.95: the gate holds what is
+/// reached (two clips of slack) so a regression fails; raise it as segmentation improves.
+const CARD_FLOOR: f64 = 0.16;
+/// Numbers exactly right when each clip is heard as one turn: the recognition and parsing
+/// share, without the endpointer's cuts. Measured 20/72 (0.278); 18/72 before.
+const ONE_TURN_FLOOR: f64 = 0.25;
+/// The fast run-on pattern is one turn even today. Measured 10/24 on the card.
+const FAST_CARD_FLOOR: f64 = 0.33;
+
+#[test]
+fn spoken_numbers_reach_the_card() {
+    let clips = digit_recall::load(&common::root().join("fixtures/digits"))
+        .expect("fixtures/digits (scripts/make_digits.py)");
+    let stt = common::stt_sequential();
+    let dr = DigitRecall::run(clips, common::playbook(), stt.as_ref());
+    println!("{dr}");
+    assert!(
+        dr.numbers() >= 60 && dr.voices() >= 5,
+        "the set needs ≥ 60 numbers in ≥ 5 voices, has {} numbers, {} voices",
+        dr.numbers(),
+        dr.voices()
+    );
+    let errors: Vec<_> = dr.results.iter().filter_map(|r| r.error.as_ref()).collect();
+    assert!(errors.is_empty(), "clips failed to run: {errors:?}");
+    assert!(
+        dr.whole_recall() >= ONE_TURN_FLOOR,
+        "one-turn digit recall {:.3} < {ONE_TURN_FLOOR}\n{dr}",
+        dr.whole_recall()
+    );
+    assert!(
+        dr.recall_of_pattern("fast") >= FAST_CARD_FLOOR,
+        "fast numbers on the card {:.3} < {FAST_CARD_FLOOR}\n{dr}",
+        dr.recall_of_pattern("fast")
+    );
+    assert!(
+        dr.recall() >= CARD_FLOOR,
+        "digit recall on the card {:.3} < {CARD_FLOOR}\n{dr}",
+        dr.recall()
+    );
+}
+
+/// What a digit-biased initial prompt does to the one-turn pass, next to the plain pass (a
+/// probe, not a gate): `PROBE_PROMPT` overrides the prompt.
+#[test]
+#[ignore]
+fn probe_prompted_pass() {
+    use warmline::replay::digit_recall::whole_clip_16k;
+    let clips = digit_recall::load(&common::root().join("fixtures/digits")).unwrap();
+    let mut s = common::settings();
+    s.stt = warmline::stt::engine::SttConfig::sequential();
+    s.stt.use_prompt = true;
+    let stt = warmline::setup::load_stt(&s).unwrap();
+    let prompt = std::env::var("PROBE_PROMPT").unwrap_or_else(|_| {
+        "My account number is 4 4 7 1 9. The order number is 5 1 8 2 6 0.".into()
+    });
+    let (mut plain_ok, mut biased_ok) = (0, 0);
+    for (clip, ulaw) in &clips {
+        let samples = whole_clip_16k(ulaw).unwrap();
+        let read = |t: &str| clip.field.of(&warmline::analysis::numbers::extract(t));
+        let plain = stt.transcribe(&samples, "").unwrap().transcript.text;
+        let biased = stt.transcribe(&samples, &prompt).unwrap().transcript.text;
+        let (p, b) = (read(&plain), read(&biased));
+        plain_ok += usize::from(p.as_deref() == Some(clip.digits.as_str()));
+        biased_ok += usize::from(b.as_deref() == Some(clip.digits.as_str()));
+        println!(
+            "{:<30} want {:<10} plain {:<12} {:?} | prompted {:<12} {:?}",
+            clip.file,
+            clip.digits,
+            p.unwrap_or_default(),
+            plain,
+            b.unwrap_or_default(),
+            biased
+        );
+    }
+    println!(
+        "plain {plain_ok}/{n}, prompted {biased_ok}/{n}",
+        n = clips.len()
+    );
+}
