@@ -212,8 +212,10 @@ pub fn run_clip(
             pause_before_ms: super::fixture::DEFAULT_PAUSE_MS,
             during_prompt: false,
             agent_request: false,
+            at_ms: None,
         }],
         expect: Expect::no_transfer(),
+        greeting: None,
     };
     let outcome = match sim::run(&fixture, book, stt) {
         Ok(o) => o,
