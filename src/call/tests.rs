@@ -406,20 +406,6 @@ fn an_understood_or_sure_short_utterance_gets_no_second_pass() {
 
 // ---- Semantic turn-taking: the words decide when a turn is over as well as the pause. ----
 
-/// An engine whose dialplan judges turns by silence alone (the rule before semantic turns).
-fn silence_only_engine() -> Engine {
-    let b = book();
-    let mut dialplan = b.dialplan.clone();
-    dialplan.turns.semantic = false;
-    let book = Arc::new(Playbook::new(
-        dialplan,
-        b.prompts.clone(),
-        b.frontend.clone(),
-    ));
-    let info = engine().info().clone();
-    Engine::new(info, book).expect("default frontend config")
-}
-
 /// Stream time at which the trimmed turn's speech ends when played from the call's start.
 fn trimmed_end_ms() -> Millis {
     (trimmed_turn().len() / 8) as Millis + 20
@@ -433,7 +419,7 @@ fn a_request_for_a_person_is_acted_on_at_the_first_pause() {
 
     let mut call = Call::new();
     call.play(&audio, request);
-    let mut slow = Call::with(silence_only_engine());
+    let mut slow = Call::with(engine_with(false, true));
     slow.play(&audio, request);
 
     let end = trimmed_end_ms();

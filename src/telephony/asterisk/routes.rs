@@ -141,6 +141,18 @@ pub async fn route(
     (StatusCode::OK, word).into_response()
 }
 
+/// The call's latest stored card, once the records written so far have reached the store.
+async fn latest_card(state: &AppState, uuid: String) -> Option<serde_json::Value> {
+    let (store, records) = (state.store.clone(), state.records.clone());
+    tokio::task::spawn_blocking(move || {
+        records.flush();
+        store.handoff_for_call(&uuid).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// `GET /asterisk/whisper/{uuid}?token=…`: the spoken summary as text, for a PBX that
 /// speaks it to the agent before bridging.
 pub async fn whisper(
@@ -151,14 +163,7 @@ pub async fn whisper(
     if !authorized(&state, &q) {
         return unauthorized(&state);
     }
-    let (store, records) = (state.store.clone(), state.records.clone());
-    let card = tokio::task::spawn_blocking(move || {
-        records.flush();
-        store.handoff_for_call(&uuid).ok().flatten()
-    })
-    .await
-    .ok()
-    .flatten();
+    let card = latest_card(&state, uuid).await;
     match card.and_then(|c| c["spoken_summary"].as_str().map(str::to_string)) {
         Some(s) => (StatusCode::OK, s).into_response(),
         None => (StatusCode::OK, crate::server::fail_open::NO_SUMMARY).into_response(),
@@ -177,14 +182,7 @@ pub async fn handoff(
     if !authorized(&state, &q) {
         return unauthorized(&state);
     }
-    let (store, records) = (state.store.clone(), state.records.clone());
-    let card = tokio::task::spawn_blocking(move || {
-        records.flush();
-        store.handoff_for_call(&uuid).ok().flatten()
-    })
-    .await
-    .ok()
-    .flatten();
+    let card = latest_card(&state, uuid).await;
     let id = card
         .and_then(|c| c["handoff_id"].as_str().map(str::to_string))
         .unwrap_or_default();
