@@ -232,7 +232,7 @@ pub fn detect(text: &str) -> AgentRequest {
         let mut requests: Vec<&Mention> = Vec::new();
         let mentions = mentions(words);
         for m in &mentions {
-            let verb = has_request_verb(&words[..m.start]);
+            let verb = has_request_verb(&words[..m.start]) || offers_talk(&words[m.end..]);
             if is_negated(words, m, verb) {
                 out.declined = true;
             } else if is_request(words, m, verb) {
@@ -373,6 +373,27 @@ fn mentions(words: &[String]) -> Vec<Mention> {
         }
     }
     out
+}
+
+/// Words that may sit between a person-word and a following "talk": "someone (real) (here) I
+/// can talk to", "anyone there we could speak with".
+const BEFORE_TALK: &[&str] = &[
+    "real", "else", "here", "there", "i", "we", "can", "could", "may", "might", "to", "who",
+    "that", "live", "actually", "at", "all",
+];
+
+/// Whether a person-word is what the caller wants to talk to, said after it: "is there someone I
+/// can talk to?", "anybody to speak with". A story names the talk in the past ("the person I
+/// talked to"), which is not one of these verbs.
+fn offers_talk(after: &[String]) -> bool {
+    for w in after.iter().take(6) {
+        match w.as_str() {
+            "talk" | "speak" | "chat" => return true,
+            w if BEFORE_TALK.contains(&w) => continue,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn has_request_verb(before: &[String]) -> bool {
@@ -554,6 +575,12 @@ mod tests {
             "Sun one.",
             "Reppering at a bit.",
             "Re-pre-ment, okay.",
+            // The verb after the person: heard on an unseen Piper caller as "…talk to you?".
+            "Is there someone real I can talk to you?",
+            "Is there someone I can talk to?",
+            "is there anybody there I could speak with",
+            "anyone I can chat to",
+            "is there a person I can speak to",
         ];
         for text in cases {
             let r = detect(text);
@@ -608,6 +635,9 @@ mod tests {
             "the ages of my kids are on the account",
             "my Persian rug never arrived",
             "I'm calling about the reply you sent",
+            "the person I talked to was rude",
+            "someone I spoke to last week promised a refund",
+            "someone real nice helped me last time",
         ];
         for text in cases {
             let r = detect(text);
@@ -627,6 +657,7 @@ mod tests {
             "I don't really want a human",
             "no agent please, I just need the address",
             "I'd rather sort it out without talking to a person",
+            "I don't need someone to talk to, just the hours",
         ];
         for text in cases {
             let r = detect(text);
