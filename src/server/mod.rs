@@ -14,7 +14,7 @@ pub(crate) mod driver;
 pub(crate) mod fail_open;
 mod listener;
 pub(crate) mod log_limit;
-mod records;
+pub(crate) mod records;
 mod stt_load;
 pub(crate) mod transport;
 
