@@ -37,6 +37,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// A target as dialled: a `sip:` URI, or else a number. For targets that come back as
+    /// text (the fallback queue read from a stored card).
+    pub fn from_dialled(s: &str) -> Target {
+        if s.starts_with("sip:") {
+            Target::Sip(s.to_string())
+        } else {
+            Target::Number(s.to_string())
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Target::Number(s) | Target::Sip(s) => s,

@@ -9,12 +9,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use common::telnyx::{
     Stream, event, initiated, post_event, post_signed, signing_key, telnyx_line, unix_now,
 };
-use common::twilio::get_json;
+use common::twilio::{get_json, metrics};
 
 /// The dialplan's general queue, where an explicit request and the fallback both go.
 const GENERAL: &str = "+15550100000";
@@ -278,4 +278,118 @@ async fn a_full_line_answers_and_transfers_the_caller_straight_to_a_person() {
     assert_eq!(fake.actions_for(call), ["answer", "speak", "transfer"]);
     let answer = &fake.commands_for(call)[0].body;
     assert!(answer.get("stream_url").is_none(), "{answer}");
+}
+
+/// After Telnyx accepted the transfer, the agent's leg can still fail (nobody answers within
+/// `timeout_secs`, busy, rejected): Telnyx then sends `call.hangup` for that leg and keeps the
+/// caller's leg up. warmline must not leave the caller there: it transfers them once more, to
+/// the fallback queue, with the card's summary — and only once, and never after an agent
+/// answered or the caller left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_agent_leg_sends_the_caller_to_the_fallback_queue_once_with_the_card() {
+    let (h, fake) = telnyx_line().await;
+    let transfers = |call: &str| -> Vec<Value> {
+        fake.commands_for(call)
+            .into_iter()
+            .filter(|c| c.action == "transfer")
+            .map(|c| c.body)
+            .collect()
+    };
+    let first_transfer = |call: &'static str| {
+        let (h, fake) = (&h, &fake);
+        async move {
+            let mut s = Stream::open(h, fake, call).await;
+            s.silence(5).await;
+            s.dtmf("0").await;
+            let until = Instant::now() + Duration::from_secs(5);
+            while !fake.actions_for(call).contains(&"transfer".to_string()) {
+                assert!(Instant::now() < until, "DTMF 0 did not transfer");
+                s.silence(2).await;
+            }
+            let t = fake
+                .wait_for(call, "transfer", Duration::from_secs(1))
+                .await
+                .unwrap();
+            (
+                s,
+                t.body["target_leg_client_state"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+
+    // Nobody answers: the agent's leg hangs up with `timeout`.
+    let call = "v3:telnyx-e2e-agent-leg-failed";
+    let (s, leg_state) = first_transfer(call).await;
+    let leg = json!({"call_control_id": "v3:agent-leg-1", "client_state": leg_state,
+                     "hangup_cause": "timeout"});
+    assert_eq!(post_event(&h, "call.initiated", leg.clone()).await, 200);
+    assert_eq!(post_event(&h, "call.hangup", leg.clone()).await, 200);
+    let until = Instant::now() + Duration::from_secs(5);
+    while transfers(call).len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "caller left alone after the agent's leg failed: {:?}",
+            fake.actions_for(call)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = transfers(call);
+    assert_eq!(t[1]["to"], GENERAL);
+    assert_ne!(t[0]["command_id"], t[1]["command_id"]);
+    let actions = fake.actions_for(call);
+    let second = actions.iter().rposition(|a| a == "transfer").unwrap();
+    assert_eq!(
+        actions[second - 1],
+        "speak",
+        "the caller is told first: {actions:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, rec) = get_json(&h, &format!("/api/calls/{call}")).await;
+    let handoff_id = rec["handoff"]["handoff_id"]
+        .as_str()
+        .expect("a stored card");
+    assert_eq!(
+        t[1]["audio_url"],
+        format!("{}/audio/summary/{handoff_id}.wav", h.base)
+    );
+    assert_eq!(rec["transfer"]["status"], "failed", "{rec}");
+    assert!(
+        metrics(&h)
+            .await
+            .contains(r#"warmline_transfer_failures_total{kind="agent_leg"} 1"#),
+        "{}",
+        metrics(&h).await
+    );
+    // The fallback's leg fails too: no third transfer (no loop).
+    let leg2 = json!({"call_control_id": "v3:agent-leg-2",
+                      "client_state": t[1]["target_leg_client_state"], "hangup_cause": "busy"});
+    assert_eq!(post_event(&h, "call.hangup", leg2).await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(transfers(call).len(), 2);
+    drop(s);
+
+    // An agent answered and later hung up: that is the end of a conversation.
+    let call = "v3:telnyx-e2e-agent-leg-answered";
+    let (s, leg_state) = first_transfer(call).await;
+    let leg = json!({"call_control_id": "v3:agent-leg-3", "client_state": leg_state,
+                     "hangup_cause": "normal_clearing"});
+    assert_eq!(post_event(&h, "call.answered", leg.clone()).await, 200);
+    assert_eq!(post_event(&h, "call.hangup", leg).await, 200);
+    // The caller hung up while the agent's phone rang: nobody to transfer.
+    let gone = "v3:telnyx-e2e-agent-leg-caller-gone";
+    let (s2, gone_state) = first_transfer(gone).await;
+    assert_eq!(
+        post_event(&h, "call.hangup", json!({"call_control_id": gone})).await,
+        200
+    );
+    let leg = json!({"call_control_id": "v3:agent-leg-4", "client_state": gone_state,
+                     "hangup_cause": "originator_cancel"});
+    assert_eq!(post_event(&h, "call.hangup", leg).await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(transfers(call).len(), 1, "{:?}", fake.actions_for(call));
+    assert_eq!(transfers(gone).len(), 1, "{:?}", fake.actions_for(gone));
+    drop((s, s2));
 }

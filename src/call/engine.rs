@@ -19,7 +19,7 @@ use crate::analysis::{agent_request, feedback, sentiment};
 use crate::audio::Prosody;
 use crate::audio::error::AudioError;
 use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance};
-use crate::dialplan::{Dialplan, Target};
+use crate::dialplan::Dialplan;
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::{Prompt, PromptLibrary};
 use crate::stt::SHORT_PASS_PROMPT;
@@ -1427,7 +1427,7 @@ impl Engine {
         let handoff = Handoff {
             id: self.info.handoff_id.clone(),
             caller_say: handoff::caller_line(&input),
-            sip: matches!(queue.target, Target::Sip(_)),
+            target: queue.target.clone(),
             card,
         };
         self.decision(

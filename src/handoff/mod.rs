@@ -68,6 +68,6 @@ pub struct Handoff {
     pub id: String,
     pub card: ContextCard,
     pub caller_say: String,
-    /// `sip:` targets are dialled with `<Sip>`, numbers with `<Number>`.
-    pub sip: bool,
+    /// Where the caller is dialled: a number (`<Number>`) or a SIP URI (`<Sip>`/`<User>`).
+    pub target: crate::dialplan::Target,
 }

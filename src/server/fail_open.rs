@@ -91,12 +91,12 @@ pub async fn after_stream(state: &AppState, call_sid: &str) -> AfterStream {
 }
 
 impl AfterStream {
-    /// Renders the decision in a carrier's markup: `dial(say, target, sip, whisper_url)`.
+    /// Renders the decision in a carrier's markup: `dial(say, target, whisper_url)`.
     pub fn render(
         self,
         whisper_url: impl Fn(&str) -> Option<String>,
         hangup: impl Fn() -> String,
-        dial: impl Fn(&str, &str, bool, &str) -> String,
+        dial: impl Fn(&str, &crate::dialplan::Target, &str) -> String,
         say_only: impl Fn(&str) -> String,
     ) -> String {
         match self {
@@ -110,7 +110,11 @@ impl AfterStream {
                 let whisper = handoff_id
                     .and_then(|id| whisper_url(&id))
                     .unwrap_or_default();
-                dial(say, &target, target.starts_with("sip:"), &whisper)
+                dial(
+                    say,
+                    &crate::dialplan::Target::from_dialled(&target),
+                    &whisper,
+                )
             }
             AfterStream::Dial { say, .. } => say_only(say),
         }

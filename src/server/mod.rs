@@ -14,7 +14,7 @@ pub(crate) mod driver;
 pub(crate) mod fail_open;
 mod listener;
 pub(crate) mod log_limit;
-mod records;
+pub(crate) mod records;
 mod stt_load;
 pub(crate) mod transport;
 
@@ -131,13 +131,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .merge(caller_data)
-        .route("/asterisk/route/{uuid}", get(asterisk::route))
-        .route("/asterisk/whisper/{uuid}", get(asterisk::whisper))
-        .route("/asterisk/handoff/{uuid}", get(asterisk::handoff))
         .route("/audio/summary/{handoff_id}", get(audio::summary))
         // The web console (its own login; see console/mod.rs).
         .merge(console::routes(state.clone()))
         .with_state(state.clone())
+        .merge(asterisk::routes(state.clone()))
         .merge(twilio_routes::routes(state.clone(), state.twilio.clone()));
     if let Some(sw) = &state.signalwire {
         app = app.merge(twilio_routes::routes(state.clone(), sw.clone()));

@@ -132,7 +132,7 @@ impl Control {
             Control::HandBack => return Started::HandBack,
             Control::TwilioTwiml { rest, .. } => {
                 let whisper = self.whisper_url(&h.id).unwrap_or_default();
-                let doc = twiml::transfer(&h.caller_say, &h.card.target, h.sip, &whisper);
+                let doc = twiml::transfer(&h.caller_say, &h.target, &whisper);
                 (rest.clone(), doc, How::Twiml)
             }
             Control::DocumentUrl {
@@ -142,10 +142,7 @@ impl Control {
                 docs,
             } => {
                 let whisper = self.whisper_url(&h.id).unwrap_or_default();
-                docs.put(
-                    &h.id,
-                    twiml::transfer(&h.caller_say, &h.card.target, h.sip, &whisper),
-                );
+                docs.put(&h.id, twiml::transfer(&h.caller_say, &h.target, &whisper));
                 (
                     rest.clone(),
                     format!("{public_url}/{prefix}/transfer/{}", h.id),
@@ -160,12 +157,7 @@ impl Control {
                 let whisper = self.whisper_url(&h.id).unwrap_or_default();
                 docs.put(
                     &h.id,
-                    crate::telephony::plivo::xml::transfer(
-                        &h.caller_say,
-                        &h.card.target,
-                        h.sip,
-                        &whisper,
-                    ),
+                    crate::telephony::plivo::xml::transfer(&h.caller_say, &h.target, &whisper),
                 );
                 (
                     rest.clone(),
@@ -176,7 +168,7 @@ impl Control {
             Control::Telnyx { rest, .. } => {
                 let t = crate::telephony::telnyx::call_control::Transfer {
                     say: h.caller_say.clone(),
-                    target: h.card.target.clone(),
+                    target: h.target.as_str().to_string(),
                     whisper_url: self.whisper_url(&h.id).unwrap_or_default(),
                     id: h.id.clone(),
                     stop_stream: true,

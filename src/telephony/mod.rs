@@ -27,6 +27,8 @@ pub enum WireCodec {
     AudioSocket(asterisk::audiosocket::Codec),
     /// Telnyx media streaming (bidirectional RTP mode, PCMU).
     Telnyx(telnyx::codec::Codec),
+    /// Asterisk chan_websocket (`Dial(WebSocket/…)`).
+    ChanWebsocket(asterisk::chan_websocket::Codec),
 }
 
 impl WireCodec {
@@ -36,6 +38,7 @@ impl WireCodec {
             WireCodec::Plivo(c) => c.decode(frame),
             WireCodec::AudioSocket(c) => c.decode(frame),
             WireCodec::Telnyx(c) => c.decode(frame),
+            WireCodec::ChanWebsocket(c) => c.decode(frame),
         }
     }
 
@@ -46,6 +49,7 @@ impl WireCodec {
             WireCodec::Plivo(c) => c.encode(out),
             WireCodec::AudioSocket(c) => c.encode(out),
             WireCodec::Telnyx(c) => c.encode(out),
+            WireCodec::ChanWebsocket(c) => c.encode(out),
         }
     }
 
@@ -54,12 +58,14 @@ impl WireCodec {
     pub fn native_marks(&self) -> bool {
         match self {
             WireCodec::Twilio(_) | WireCodec::Plivo(_) | WireCodec::Telnyx(_) => true,
-            WireCodec::AudioSocket(_) => false,
+            // chan_websocket has MARK_MEDIA, but FLUSH_MEDIA drops queued marks unanswered.
+            WireCodec::AudioSocket(_) | WireCodec::ChanWebsocket(_) => false,
         }
     }
 
-    /// Whether the peer expects audio without gaps (Asterisk treats two seconds without a
-    /// frame as an error), so silence is sent between prompts.
+    /// Whether the peer expects audio without gaps (AudioSocket treats two seconds without a
+    /// frame as an error), so silence is sent between prompts. chan_websocket plays silence
+    /// itself when nothing is queued.
     pub fn wants_continuous_audio(&self) -> bool {
         matches!(self, WireCodec::AudioSocket(_))
     }

@@ -1,8 +1,10 @@
-//! Asterisk, the PBX where many contact centres keep their agents: AudioSocket over TCP.
-//! The call comes to warmline from the dialplan (`AudioSocket(${UUID},host:port)`); a
+//! Asterisk, the PBX where many contact centres keep their agents, two ways in:
+//! AudioSocket over TCP (`AudioSocket(${UUID},host:port)`) and chan_websocket
+//! (`Dial(WebSocket/warmline/c(slin16)v(call=${UNIQUEID}),,g)`, Asterisk 20.16+). Either way a
 //! transfer hands the channel back to the dialplan, which asks warmline where to send the
 //! caller (`/asterisk/route/{uuid}`) and plays the agent the spoken summary before bridging.
 //! See `examples/asterisk/`.
 
 pub mod audiosocket;
+pub mod chan_websocket;
 pub mod routes;

@@ -1,15 +1,18 @@
-//! Asterisk: the AudioSocket listener (calls arrive over TCP from the PBX's dialplan) and
-//! the HTTP route the dialplan asks, after warmline hands the channel back, where the caller
-//! goes and what the agent should hear.
+//! Asterisk: the AudioSocket listener (calls arrive over TCP from the PBX's dialplan), the
+//! chan_websocket endpoint (`GET /asterisk/media`, Asterisk dials warmline as a WebSocket
+//! client), and the HTTP routes the dialplan asks, after warmline hands the channel back,
+//! where the caller goes and what the agent should hear.
 //!
 //! AudioSocket has no authentication of its own; the listener belongs on the PBX's private
-//! network (loopback or a VLAN behind ACLs). The route endpoints take a shared secret.
+//! network (loopback or a VLAN behind ACLs). The chan_websocket upgrade and the route
+//! endpoints take the shared secret `WARMLINE_ASTERISK_TOKEN`; without it they answer 401.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -22,6 +25,7 @@ use crate::server::fail_open::AfterStream;
 use crate::server::log_limit::LogLimit;
 use crate::server::{AppState, transport};
 use crate::telephony::WireCodec;
+use crate::telephony::asterisk::chan_websocket;
 use crate::telephony::control::Control;
 
 static REFUSED_LOG: LogLimit = LogLimit::new();
@@ -107,6 +111,93 @@ pub async fn bind(state: &AppState) -> anyhow::Result<Option<TcpListener>> {
 #[derive(Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct MediaQuery {
+    /// The caller channel's `${UNIQUEID}`, from the dial string's `v(call=…)`.
+    call: Option<String>,
+    token: Option<String>,
+}
+
+/// Whether the upgrade carries the secret: as the password of HTTP Basic auth (what
+/// `websocket_client.conf` `username`/`password` are for), a Bearer token, or `?token=` (the
+/// dial string's `v(token=…)`, for a PBX that cannot set the client's credentials).
+fn media_authorized(state: &AppState, headers: &HeaderMap, q: &MediaQuery) -> bool {
+    use base64::Engine as _;
+    let Some(want) = state.settings.asterisk_token.as_deref() else {
+        return false;
+    };
+    let matches = |given: &[u8]| constant_time_eq(want.as_bytes(), given);
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(b64) = auth.strip_prefix("Basic ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap_or_default();
+            let password = decoded
+                .iter()
+                .position(|&b| b == b':')
+                .map(|i| &decoded[i + 1..])
+                .unwrap_or_default();
+            return matches(password);
+        }
+        if let Some(token) = auth.strip_prefix("Bearer ") {
+            return matches(token.trim().as_bytes());
+        }
+        return false;
+    }
+    q.token.as_deref().is_some_and(|t| matches(t.as_bytes()))
+}
+
+/// `GET /asterisk/media?call=${UNIQUEID}`: Asterisk's chan_websocket connecting as a client
+/// (`websocket_client.conf`, `Dial(WebSocket/warmline/…,,g)`). Refused without the secret;
+/// each accepted connection is one call, admitted directly (no webhook came first).
+pub async fn media(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<MediaQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !media_authorized(&state, &headers, &q) {
+        return unauthorized(&state);
+    }
+    let call = q.call.unwrap_or_default();
+    if !call.is_empty() && !chan_websocket::valid_call_id(&call) {
+        state.metrics.inc_wire_errors("bad_call_id");
+        return (StatusCode::BAD_REQUEST, "bad call id\n").into_response();
+    }
+    let session = Session {
+        codec: WireCodec::ChanWebsocket(chan_websocket::Codec::new(&call)),
+        control: Control::HandBack,
+        admit: AdmitBy::Direct,
+    };
+    // Asterisk offers the `media` subprotocol when `protocols = media` is configured.
+    driver::websocket(state, ws.protocols(["media"]), session)
+}
+
+/// The Asterisk HTTP routes: the dialplan's lookups, and the chan_websocket endpoint when
+/// the shared secret is set (without one it does not exist).
+pub fn routes(state: Arc<AppState>) -> axum::Router {
+    use axum::routing::get;
+    let mut r = axum::Router::new()
+        .route("/asterisk/route/{uuid}", get(route))
+        .route("/asterisk/whisper/{uuid}", get(whisper))
+        .route("/asterisk/handoff/{uuid}", get(handoff));
+    if state
+        .settings
+        .asterisk_token
+        .as_deref()
+        .is_some_and(|t| t.len() >= 8)
+    {
+        tracing::info!("Asterisk chan_websocket on at /asterisk/media");
+        r = r.route("/asterisk/media", get(media));
+    } else {
+        tracing::info!("Asterisk chan_websocket off (set WARMLINE_ASTERISK_TOKEN, 8+ characters)");
+    }
+    r.with_state(state)
 }
 
 fn authorized(state: &AppState, q: &TokenQuery) -> bool {

@@ -2,6 +2,7 @@
 //! stream, the transfer document (`aleg_url`) and the agent's confirm sound. Every callback
 //! is checked against `X-Plivo-Signature-V3` when validation is on.
 
+use crate::dialplan::Target;
 use std::sync::Arc;
 
 use axum::Router;
@@ -109,7 +110,7 @@ impl FromRequest<Carrier> for SignedForm {
 /// A `<Dial>` to the fallback queue.
 fn fallback(c: &Carrier, say: &str) -> String {
     match crate::server::fail_open::fallback_queue(&c.app) {
-        Some((_, target)) => xml::transfer(say, &target, target.starts_with("sip:"), ""),
+        Some((_, target)) => xml::transfer(say, &Target::from_dialled(&target), ""),
         None => xml::speak(say),
     }
 }

@@ -1,5 +1,6 @@
 //! Plivo XML documents warmline answers with. Every interpolated string is escaped.
 
+use crate::dialplan::Target;
 use crate::telephony::twilio::twiml::escape;
 
 const PROLOG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
@@ -17,11 +18,10 @@ pub fn answer_stream(stream_url: &str, token: &str, after_url: &str) -> String {
 
 /// Tell the caller where they are going and dial; the agent hears `confirm_sound_url`'s
 /// document on answer, and takes the call with 1.
-pub fn transfer(say: &str, target: &str, sip: bool, confirm_sound_url: &str) -> String {
-    let endpoint = if sip {
-        format!("<User>{}</User>", escape(target))
-    } else {
-        format!("<Number>{}</Number>", escape(target))
+pub fn transfer(say: &str, target: &Target, confirm_sound_url: &str) -> String {
+    let endpoint = match target {
+        Target::Sip(uri) => format!("<User>{}</User>", escape(uri)),
+        Target::Number(n) => format!("<Number>{}</Number>", escape(n)),
     };
     let confirm = if confirm_sound_url.is_empty() {
         String::new()
@@ -68,7 +68,11 @@ mod tests {
         let a = answer_stream("wss://x/plivo/media", "t0k", "https://x/plivo/stream-ended");
         assert!(a.contains(r#"bidirectional="true""#) && a.contains("extraHeaders=\"token=t0k\""));
         assert!(a.contains("<Redirect method=\"POST\">https://x/plivo/stream-ended</Redirect>"));
-        let t = transfer("Bills & more <now>", "+1555", false, "https://x/w?a=1&b=2");
+        let t = transfer(
+            "Bills & more <now>",
+            &Target::Number("+1555".into()),
+            "https://x/w?a=1&b=2",
+        );
         assert!(
             t.contains("<Speak>Bills &amp; more &lt;now&gt;</Speak>"),
             "{t}"
@@ -78,7 +82,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("<Number>+1555</Number>"));
-        assert!(transfer("x", "sip:a@b", true, "").contains("<Dial><User>sip:a@b</User></Dial>"));
+        assert!(
+            transfer("x", &Target::Sip("sip:a@b".into()), "")
+                .contains("<Dial><User>sip:a@b</User></Dial>")
+        );
         assert_eq!(
             play_then_speak("https://x/audio/summary/a.wav?x=1&y=2", "Press 1 <now>"),
             format!(

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::codec::client_state_for;
+use super::codec::{client_state_for, token_of_client_state};
 use crate::telephony::twilio::rest::{RestError, TwilioRest, UpdateOk};
 
 /// Seconds Telnyx rings the agent before the transfer gives up (Telnyx allows 5–600).
@@ -78,13 +78,33 @@ pub fn speak(text: &str, command_id: &str) -> Command {
     }
 }
 
-/// Dial `to` (a number or a `sip:` URI) and bridge the caller once it answers; `audio_url`
-/// is played to the agent on answer, before bridging — the spoken summary.
-pub fn transfer(to: &str, audio_url: &str, command_id: &str) -> Command {
+/// Marks the agent's leg: Telnyx puts `target_leg_client_state` on every webhook of the new
+/// leg (developers.telnyx.com `call-commands/transfer-call`; telnyx-python
+/// `action_transfer_params.py`), so its `call.hangup` names the caller it was dialled for.
+const AGENT_LEG: &str = "warmline-agent:";
+
+/// The `client_state` of the agent leg dialled for `caller`.
+pub fn agent_leg_state(caller: &str) -> String {
+    client_state_for(&format!("{AGENT_LEG}{caller}"))
+}
+
+/// The caller an agent leg was dialled for, if `client_state` is one warmline set.
+pub fn caller_of_agent_leg(client_state: &str) -> Option<String> {
+    token_of_client_state(client_state)?
+        .strip_prefix(AGENT_LEG)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+}
+
+/// Dial `to` (a number or a `sip:` URI) and bridge `caller` once it answers; `audio_url`
+/// is played to the agent on answer, before bridging — the spoken summary. The new leg is
+/// marked with the caller's id, so a leg that fails can be noticed (see the routes).
+pub fn transfer(to: &str, audio_url: &str, command_id: &str, caller: &str) -> Command {
     let mut body = json!({
         "to": to,
         "timeout_secs": TRANSFER_TIMEOUT_SECS,
         "command_id": command_id,
+        "target_leg_client_state": agent_leg_state(caller),
     });
     if !audio_url.is_empty() {
         body["audio_url"] = Value::String(audio_url.to_string());
@@ -143,6 +163,7 @@ impl Transfer {
             &self.target,
             &self.whisper_url,
             &format!("{}-transfer", self.id),
+            call_control_id,
         )
         .send(rest, call_control_id)
         .await?;
@@ -175,15 +196,26 @@ mod tests {
                 .as_deref(),
             Some("tok")
         );
-        let t = transfer("+15550100000", "https://x/audio/summary/h1", "h1-transfer");
+        let t = transfer(
+            "+15550100000",
+            "https://x/audio/summary/h1",
+            "h1-transfer",
+            "v3:caller",
+        );
         assert_eq!(t.body["to"], "+15550100000");
+        assert_eq!(
+            caller_of_agent_leg(t.body["target_leg_client_state"].as_str().unwrap()).as_deref(),
+            Some("v3:caller")
+        );
+        // The caller's own client_state (the stream token) is not an agent leg's.
+        assert_eq!(caller_of_agent_leg(&client_state_for("tok")), None);
         assert_eq!(t.body["audio_url"], "https://x/audio/summary/h1");
         assert_eq!(
             t.path("v3:abc/def"),
             "/v2/calls/v3%3Aabc%2Fdef/actions/transfer"
         );
         assert!(
-            transfer("sip:desk@pbx", "", "x")
+            transfer("sip:desk@pbx", "", "x", "v3:c")
                 .body
                 .get("audio_url")
                 .is_none()

@@ -72,6 +72,25 @@ struct CallsInner {
     /// Streams naming each call (a forged second stream must not unmark the real one).
     live: HashMap<String, u32>,
     decided: VecDeque<String>,
+    /// Callers whose agent leg answered (or was bridged): its later hang-up is the end of
+    /// a conversation, not a failed transfer.
+    agent_answered: VecDeque<String>,
+    /// Callers who hung up: nothing more is done for them.
+    caller_gone: VecDeque<String>,
+    /// Callers already re-transferred once after a failed agent leg (no loops).
+    retried: VecDeque<String>,
+}
+
+/// Adds `call` to a bounded list; true if it was not there yet.
+fn remember(list: &mut VecDeque<String>, call: &str) -> bool {
+    if list.iter().any(|c| c == call) {
+        return false;
+    }
+    if list.len() >= DECIDED_KEPT {
+        list.pop_front();
+    }
+    list.push_back(call.to_string());
+    true
 }
 
 impl Calls {
@@ -99,15 +118,24 @@ impl Calls {
 
     /// True the first time only.
     fn decide_once(&self, call: &str) -> bool {
+        remember(&mut self.lock().decided, call)
+    }
+
+    fn agent_answered(&self, caller: &str) {
+        remember(&mut self.lock().agent_answered, caller);
+    }
+
+    fn caller_hung_up(&self, caller: &str) {
+        remember(&mut self.lock().caller_gone, caller);
+    }
+
+    /// Whether a failed agent leg for `caller` should be retried: the caller is still there,
+    /// no agent leg answered, and this is the first failure.
+    fn retry_after_failed_leg(&self, caller: &str) -> bool {
         let mut g = self.lock();
-        if g.decided.iter().any(|c| c == call) {
-            return false;
-        }
-        if g.decided.len() >= DECIDED_KEPT {
-            g.decided.pop_front();
-        }
-        g.decided.push_back(call.to_string());
-        true
+        let answered = g.agent_answered.iter().any(|c| c == caller);
+        let gone = g.caller_gone.iter().any(|c| c == caller);
+        !answered && !gone && remember(&mut g.retried, caller)
     }
 }
 
@@ -147,6 +175,10 @@ struct Payload {
     to: Option<String>,
     #[serde(default)]
     direction: Option<String>,
+    #[serde(default)]
+    client_state: Option<String>,
+    #[serde(default)]
+    hangup_cause: Option<String>,
 }
 
 fn unix_now() -> i64 {
@@ -194,6 +226,25 @@ pub async fn webhook(State(c): State<Carrier>, req: Request) -> Response {
     if call.is_empty() || call.len() > 256 {
         return StatusCode::OK.into_response();
     }
+    // The agent's leg of a transfer (its client_state names the caller it was dialled for).
+    if let Some(caller) = p
+        .client_state
+        .as_deref()
+        .and_then(call_control::caller_of_agent_leg)
+    {
+        let span = tracing::info_span!("call", call_sid = %caller);
+        match event.data.event_type.as_str() {
+            "call.answered" | "call.bridged" => c.spec.calls.agent_answered(&caller),
+            "call.hangup" => {
+                let cause = p.hangup_cause.unwrap_or_default();
+                tokio::spawn(
+                    async move { agent_leg_ended(&c, &caller, &cause).await }.instrument(span),
+                );
+            }
+            _ => {}
+        }
+        return StatusCode::OK.into_response();
+    }
     let span = tracing::info_span!("call", call_sid = %call);
     match event.data.event_type.as_str() {
         "call.initiated" if p.direction.as_deref() == Some("incoming") => {
@@ -204,7 +255,10 @@ pub async fn webhook(State(c): State<Carrier>, req: Request) -> Response {
         // The caller is gone: nothing is left to fail open for this call.
         "call.hangup" => {
             c.spec.calls.decide_once(&call);
+            c.spec.calls.caller_hung_up(&call);
         }
+        // The caller's leg bridged to the agent's: the transfer reached a person.
+        "call.bridged" => c.spec.calls.agent_answered(&call),
         "streaming.stopped" | "streaming.failed" => {
             tokio::spawn(async move { stream_ended(&c, &call, false).await }.instrument(span));
         }
@@ -275,6 +329,49 @@ async fn transfer_to(c: &Carrier, call: &str, say: &str, target: &str, handoff_i
             tracing::error!(error = %e, "fallback transfer failed");
         }
     }
+}
+
+/// The agent's leg hung up. Before anyone answered, the transfer failed (no answer, busy,
+/// rejected): Telnyx keeps the caller's leg up ("the original call will remain active",
+/// developers.telnyx.com `call-commands/transfer-call`), so the caller is transferred once
+/// more, to the fallback queue, with the same card's spoken summary for whoever answers.
+async fn agent_leg_ended(c: &Carrier, caller: &str, cause: &str) {
+    if !c.spec.calls.retry_after_failed_leg(caller) {
+        return;
+    }
+    tracing::warn!(
+        cause,
+        "the agent's leg ended before anyone answered: trying the fallback queue"
+    );
+    let (store, records) = (c.app.store.clone(), c.app.records.clone());
+    let sid = caller.to_string();
+    let card = tokio::task::spawn_blocking(move || {
+        records.flush();
+        store.handoff_for_call(&sid).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let handoff_id = card.and_then(|c| c["handoff_id"].as_str().map(str::to_string));
+    if let Some(id) = &handoff_id {
+        c.app
+            .records
+            .send(crate::server::records::Op::TransferStatus {
+                handoff_id: id.clone(),
+                status: "failed",
+                detail: format!(
+                    "the agent's leg ended unanswered ({cause}); fallback queue dialled"
+                ),
+            });
+    }
+    c.app.metrics.inc_transfer_failures("agent_leg");
+    to_person(
+        c,
+        caller,
+        "Sorry, nobody picked up there. Connecting you to someone else who can help.",
+        handoff_id.as_deref(),
+    )
+    .await;
 }
 
 /// A call's stream ended (its socket here closed, or Telnyx said so). Unless Telnyx took the

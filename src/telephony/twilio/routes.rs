@@ -3,6 +3,7 @@
 //! voice webhook, the media WebSocket, the stream-ended fail-open path, the agent whisper and
 //! the transfer document. Every callback is signature-checked when validation is on.
 
+use crate::dialplan::Target;
 use std::sync::Arc;
 
 use axum::Router;
@@ -192,7 +193,7 @@ fn fallback_dial(c: &Carrier, say: &str, handoff_id: Option<&str>) -> String {
     let whisper = handoff_id
         .and_then(|id| c.spec.control.whisper_url(id))
         .unwrap_or_default();
-    twiml::transfer(say, &target, target.starts_with("sip:"), &whisper)
+    twiml::transfer(say, &Target::from_dialled(&target), &whisper)
 }
 
 /// `POST /twilio/stream-ended`: the `<Connect>` finished. A call warmline finished itself

@@ -4,6 +4,8 @@
 //! from transcripts) ends up in these documents, and one stray `&` makes Twilio reject the
 //! whole document and drop the call.
 
+use crate::dialplan::Target;
+
 const PROLOG: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 
 /// Escapes text for both element content and double- or single-quoted attributes.
@@ -48,13 +50,16 @@ pub fn connect_stream(action_url: &str, stream_url: &str, params: &[(&str, &str)
 
 /// Tells the caller what happens, then dials the agent; `whisper_url` is fetched on the
 /// agent's leg once they answer, so they hear the summary before the caller is bridged.
-pub fn transfer(say: &str, target: &str, sip: bool, whisper_url: &str) -> String {
-    let noun = if sip { "Sip" } else { "Number" };
+pub fn transfer(say: &str, target: &Target, whisper_url: &str) -> String {
+    let noun = match target {
+        Target::Sip(_) => "Sip",
+        Target::Number(_) => "Number",
+    };
     document(&format!(
         r#"<Say>{}</Say><Dial><{noun} url="{}">{}</{noun}></Dial>"#,
         escape(say),
         escape(whisper_url),
-        escape(target)
+        escape(target.as_str())
     ))
 }
 
@@ -136,8 +141,7 @@ mod tests {
     fn transfer_to_number() {
         let xml = transfer(
             "Connecting you to billing & payments.",
-            "+15550100001",
-            false,
+            &Target::Number("+15550100001".into()),
             "https://ex.com/twilio/agent-whisper/h1",
         );
         assert_well_formed_response(&xml);
@@ -156,8 +160,7 @@ mod tests {
     fn transfer_to_sip() {
         let xml = transfer(
             "One moment.",
-            "sip:agent@pbx.example.com",
-            true,
+            &Target::Sip("sip:agent@pbx.example.com".into()),
             "https://ex.com/w/1",
         );
         assert_well_formed_response(&xml);
