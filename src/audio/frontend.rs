@@ -17,8 +17,10 @@ use super::{AudioError, FRAME_MS, FRAME_SAMPLES_8K, Prosody, ulaw};
 /// 16 kHz samples per inbound frame.
 const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
 /// Silence kept after the last voiced frame: word-final consonants trail off below the VAD's
-/// threshold, and Whisper transcribes a clean ending better than a cut one.
-const TRAILING_MS: u64 = 200;
+/// threshold, and Whisper transcribes a clean ending better than a cut one. It is also how
+/// long a pause lasts before its transcript starts ([`FrontendEvent::Pause`]): every
+/// millisecond here is one more before a caller asking for a person is put through.
+const TRAILING_MS: u64 = 120;
 
 /// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).
 const MAX_INNER_SILENCE_MS: u64 = 300;
@@ -92,7 +94,7 @@ pub enum FrontendEvent {
 /// One stretch of caller speech, ready for transcription.
 #[derive(Clone, PartialEq)]
 pub struct Utterance {
-    /// 16 kHz mono, [-1, 1], including the pre-roll and up to ~200 ms of trailing silence.
+    /// 16 kHz mono, [-1, 1], including the pre-roll and up to 120 ms of trailing silence.
     pub samples: Vec<f32>,
     /// Stream time of speech start (frames_seen * 20).
     pub start_ms: u64,
@@ -718,10 +720,10 @@ mod tests {
         assert_eq!(p[0].samples, u[0].samples);
         assert_eq!((p[0].start_ms, p[0].end_ms), (u[0].start_ms, u[0].end_ms));
         assert_eq!(p[0].prosody, u[0].prosody);
-        // Reported once the 200 ms of trailing audio (and the upsampler's delay) is in, well
+        // Reported once the 120 ms of trailing audio (and the upsampler's delay) is in, well
         // before the 400 ms minimum hangover ends the utterance.
-        assert_eq!(p[0].detected_ms, p[0].end_ms + 220);
-        assert!(u[0].detected_ms >= p[0].detected_ms + 160, "{u:?}");
+        assert_eq!(p[0].detected_ms, p[0].end_ms + 140);
+        assert!(u[0].detected_ms >= p[0].detected_ms + 240, "{u:?}");
     }
 
     #[test]
