@@ -1,5 +1,5 @@
 //! A transcription can be called off midway (a pause transcript giving way to a caller who has
-//! finished speaking): it stops with `Cancelled` long before it would have finished, and the
+//! finished speaking): it stops with `Cancelled` at the next check, before decoding, and the
 //! decoder state it ran on transcribes the next utterance as if nothing had happened.
 
 mod common;
@@ -37,7 +37,8 @@ fn a_called_off_transcription_stops_and_leaves_its_state_usable() {
         whole.transcript.text
     );
 
-    // A check that never says stop changes nothing, and is asked between ggml operations.
+    // A check that never says stop changes nothing. whisper.cpp asks it after each graph it
+    // computes: the encoder's, then one per decoded token.
     let checks = AtomicUsize::new(0);
     let never = || {
         checks.fetch_add(1, Ordering::Relaxed);
@@ -47,14 +48,16 @@ fn a_called_off_transcription_stops_and_leaves_its_state_usable() {
         threads: 1,
         cancel: Some(&never),
     };
-    let unhurried = stt.transcribe_with(&samples, "", opts).expect("transcribes");
+    let unhurried = stt
+        .transcribe_with(&samples, "", opts)
+        .expect("transcribes");
     assert_eq!(unhurried.transcript.text, whole.transcript.text);
     let checks = checks.load(Ordering::Relaxed);
-    assert!(checks > 50, "asked only {checks} times in a whole run");
+    assert!(checks > 5, "asked only {checks} times in a whole run");
 
-    // Called off at the sixth check: it stops there, not at the end.
+    // Called off at the second check (after the encoder, then the prompt): it stops there.
     let asked = AtomicUsize::new(0);
-    let stop = || asked.fetch_add(1, Ordering::Relaxed) >= 5;
+    let stop = || asked.fetch_add(1, Ordering::Relaxed) >= 1;
     let opts = RunOpts {
         threads: 1,
         cancel: Some(&stop),
@@ -65,7 +68,7 @@ fn a_called_off_transcription_stops_and_leaves_its_state_usable() {
         "{called_off:?}"
     );
     let asked = asked.load(Ordering::Relaxed);
-    assert!(asked < checks / 4, "asked {asked} times of {checks}");
+    assert_eq!(asked, 2, "asked {asked} times of {checks}");
 
     // The state it ran on is fine.
     let again = stt.transcribe(&samples, "").expect("transcribes");

@@ -19,8 +19,10 @@ const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
 /// Silence kept after the last voiced frame: word-final consonants trail off below the VAD's
 /// threshold, and Whisper transcribes a clean ending better than a cut one. It is also how
 /// long a pause lasts before its transcript starts ([`FrontendEvent::Pause`]): every
-/// millisecond here is one more before a caller asking for a person is put through.
-const TRAILING_MS: u64 = 120;
+/// millisecond here is one more before a caller asking for a person is put through. 120 ms
+/// was tried: WER on the fixture turns 14.19 % against 14.01 %, and replay lost a lone
+/// "ours." (heard as "Our", so the caller got no opening hours).
+const TRAILING_MS: u64 = 200;
 
 /// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).
 const MAX_INNER_SILENCE_MS: u64 = 300;
@@ -94,7 +96,7 @@ pub enum FrontendEvent {
 /// One stretch of caller speech, ready for transcription.
 #[derive(Clone, PartialEq)]
 pub struct Utterance {
-    /// 16 kHz mono, [-1, 1], including the pre-roll and up to 120 ms of trailing silence.
+    /// 16 kHz mono, [-1, 1], including the pre-roll and up to ~200 ms of trailing silence.
     pub samples: Vec<f32>,
     /// Stream time of speech start (frames_seen * 20).
     pub start_ms: u64,
@@ -720,10 +722,10 @@ mod tests {
         assert_eq!(p[0].samples, u[0].samples);
         assert_eq!((p[0].start_ms, p[0].end_ms), (u[0].start_ms, u[0].end_ms));
         assert_eq!(p[0].prosody, u[0].prosody);
-        // Reported once the 120 ms of trailing audio (and the upsampler's delay) is in, well
+        // Reported once the 200 ms of trailing audio (and the upsampler's delay) is in, well
         // before the 400 ms minimum hangover ends the utterance.
-        assert_eq!(p[0].detected_ms, p[0].end_ms + 140);
-        assert!(u[0].detected_ms >= p[0].detected_ms + 240, "{u:?}");
+        assert_eq!(p[0].detected_ms, p[0].end_ms + 220);
+        assert!(u[0].detected_ms >= p[0].detected_ms + 160, "{u:?}");
     }
 
     #[test]

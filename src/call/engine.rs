@@ -679,7 +679,7 @@ impl Engine {
         let (Ok(t), Some((held_end, _))) = (&result, p.held_at) else {
             return Some(result);
         };
-        // From just after the held words (the pause is at least 140 ms: the continuation
+        // From just after the held words (the pause is at least 220 ms: the continuation
         // starts later than this) to the end of the utterance.
         let Some(samples) = self
             .frontend

@@ -283,7 +283,7 @@ fn an_early_transcript_still_running_at_the_endpoint_is_awaited_then_retried_if_
 fn an_early_transcript_the_caller_talks_past_is_dropped() {
     let mut call = Call::new();
     // The same sentence twice with a 300 ms gap: shorter than the minimum hangover, longer
-    // than the 140 ms after which a pause is transcribed early.
+    // than the 220 ms after which a pause is transcribed early.
     let mut audio = trimmed_turn();
     audio.extend(silence(300));
     audio.extend(trimmed_turn());

@@ -36,8 +36,9 @@ pub enum SttError {
 #[derive(Clone, Copy)]
 pub struct RunOpts<'a> {
     pub threads: usize,
-    /// Asked between ggml operations (every few hundred microseconds); `true` stops the
-    /// transcription with [`SttError::Cancelled`]. Speculative work yields to waiting callers.
+    /// Asked after each graph whisper.cpp computes (the encoder's, then one per decoded
+    /// token); `true` stops the transcription with [`SttError::Cancelled`]. Speculative work
+    /// yields to waiting callers. The encoder itself runs to its end once started.
     pub cancel: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
 
