@@ -70,6 +70,9 @@ enum Command {
         /// Passes over all utterances; each utterance's time is its median over the passes.
         #[arg(long, default_value_t = 3)]
         passes: usize,
+        /// ggml flash attention (`on` / `off`); unset means `SttConfig::default()`.
+        #[arg(long)]
+        flash_attn: Option<Switch>,
     },
 }
 
@@ -120,6 +123,7 @@ fn main() -> Result<()> {
             audio_ctx,
             prompt,
             passes,
+            flash_attn,
         } => {
             let mut cfg = SttConfig {
                 threads,
@@ -131,6 +135,9 @@ fn main() -> Result<()> {
             }
             if let Some(p) = prompt {
                 cfg.use_prompt = matches!(p, Switch::On);
+            }
+            if let Some(f) = flash_attn {
+                cfg.flash_attn = matches!(f, Switch::On);
             }
             run(&dump, &out, &label, &model, cfg, passes.max(1))
         }

@@ -17,7 +17,11 @@ use super::{AudioError, FRAME_MS, FRAME_SAMPLES_8K, Prosody, ulaw};
 /// 16 kHz samples per inbound frame.
 const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
 /// Silence kept after the last voiced frame: word-final consonants trail off below the VAD's
-/// threshold, and Whisper transcribes a clean ending better than a cut one.
+/// threshold, and Whisper transcribes a clean ending better than a cut one. It is also how
+/// long a pause lasts before its transcript starts ([`FrontendEvent::Pause`]): every
+/// millisecond here is one more before a caller asking for a person is put through. 120 ms
+/// was tried: WER on the fixture turns 14.19 % against 14.01 %, and replay lost a lone
+/// "ours." (heard as "Our", so the caller got no opening hours).
 const TRAILING_MS: u64 = 200;
 
 /// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).

@@ -33,6 +33,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const LEAD_MS: u64 = 80;
 /// A transcription waits this long for a free model state before the caller is handed over.
 const STT_WAIT: Duration = Duration::from_millis(5_000);
+/// A transcript started at a pause is called off when a caller who has finished speaking waits
+/// for a decoder state, but only this early in its run: the endpoint comes at least ~180 ms
+/// after the pause, so an older one is most likely the finished turn of its own caller, and
+/// throwing it away would make them wait for all of it again.
+const SPECULATIVE_YIELD: Duration = Duration::from_millis(150);
 /// After a transfer is accepted the provider ends the stream; do not wait longer than this.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 /// A `chunk` this far past the last one is not a gap in the audio but a bogus number; the
@@ -677,8 +682,9 @@ impl Driver {
     }
 
     /// Runs a transcription on the blocking pool once a decoder state is free. An early one
-    /// (the caller only paused) runs only when a state is spare right now, so it never delays
-    /// a caller who has finished; if refused, the engine asks again at the endpoint.
+    /// (the caller only paused) runs only when a state can be had now ([`SttLoad::spare`](super::stt_load::SttLoad::spare)) and
+    /// is called off as soon as a caller who has finished waits for a state, so it never holds
+    /// one up for long; if refused or called off, the engine asks again at the endpoint.
     fn transcribe(&self, utterance: u64, samples: Vec<f32>, prompt: Arc<str>, early: bool) {
         let tx = self.stt_tx.clone();
         let Some(stt) = self.state.stt.get().cloned() else {
@@ -704,9 +710,23 @@ impl Driver {
                     let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
                     return;
                 };
+                let shared = state.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    crate::stt::engine::SttEngine::transcribe(&stt, &samples, &prompt)
+                    // A transcript at a pause gives way to a caller who has finished speaking,
+                    // while it is young (see SPECULATIVE_YIELD).
+                    let load = &shared.stt_load;
+                    let started = Instant::now();
+                    let yield_to_waiting =
+                        || load.waiting() > 0 && started.elapsed() < SPECULATIVE_YIELD;
+                    let opts = crate::stt::engine::RunOpts {
+                        threads: permit.threads,
+                        cancel: permit
+                            .speculative
+                            .then_some(&yield_to_waiting as &(dyn Fn() -> bool + Sync)),
+                    };
+                    let out = stt.transcribe_with(&samples, &prompt, opts);
+                    drop(permit);
+                    out
                 })
                 .await;
                 let result = match result {
@@ -717,6 +737,11 @@ impl Driver {
                         Ok(out.transcript)
                     }
                     Ok(Err(crate::stt::engine::SttError::Busy)) => Err(SttFailure::Overloaded),
+                    Ok(Err(crate::stt::engine::SttError::Cancelled)) => {
+                        // The engine transcribes the utterance again at its endpoint.
+                        tracing::debug!("transcript at a pause gave way to a waiting caller");
+                        Err(SttFailure::Overloaded)
+                    }
                     Ok(Err(e)) => Err(SttFailure::Failed(e.to_string())),
                     Err(e) => Err(SttFailure::Failed(format!(
                         "transcription task failed: {e}"

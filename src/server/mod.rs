@@ -211,7 +211,8 @@ pub fn build_state(
             config::Limits::ms(settings.limits.stream_connect_ms),
         ),
         api_tokens,
-        stt_load: stt_load::SttLoad::new(settings.stt.max_states),
+        stt_load: stt_load::SttLoad::new(settings.stt.max_states)
+            .with_solo_threads(settings.stt.solo_threads),
         shutdown,
         console: console::Sessions::new(&settings.console, &settings.public_url)
             .context("reading the [console] settings")?,

@@ -24,6 +24,10 @@ const FIRST_GUESS: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct SttLoad {
     states: usize,
+    /// Threads for a transcription that has the machine to itself (see [`share`]).
+    solo_threads: usize,
+    /// The machine's 1-minute load average (see [`machine_idle`]).
+    loadavg: fn() -> Option<f64>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Running mean transcription time, µs (0 = none seen yet).
@@ -35,27 +39,61 @@ impl SttLoad {
         let states = states.max(1);
         SttLoad {
             states,
+            solo_threads: 1,
+            loadavg: read_loadavg,
             permits: Arc::new(Semaphore::new(states)),
             waiting: AtomicUsize::new(0),
             mean_us: AtomicU64::new(0),
         }
     }
 
-    /// A decoder state, waiting at most `limit` for one (counted as waiting meanwhile);
-    /// `None` when none came free in time.
-    pub async fn acquire(&self, limit: Duration) -> Option<OwnedSemaphorePermit> {
-        let _waiting = self.queued();
-        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned()).await;
-        permit.ok()?.ok()
+    /// Lets a transcription that finds every state free and nothing waiting run on `threads`
+    /// threads, holding all the states meanwhile (1: never).
+    pub fn with_solo_threads(mut self, threads: usize) -> SttLoad {
+        self.solo_threads = threads.max(1);
+        self
     }
 
-    /// A decoder state for work that may be skipped: only when nothing waits and it is not the
-    /// last free one, which is kept for a caller who has finished speaking.
-    pub fn spare(&self) -> Option<OwnedSemaphorePermit> {
-        if self.waiting() > 0 || self.permits.available_permits() <= 1 {
+    /// A decoder state for a caller who has finished speaking, waiting at most `limit` for
+    /// one (counted as waiting meanwhile); `None` when none came free in time.
+    pub async fn acquire(&self, limit: Duration) -> Option<Grant> {
+        if let Some(solo) = self.take(false) {
+            return Some(solo);
+        }
+        let _waiting = self.queued();
+        let permit = tokio::time::timeout(limit, self.permits.clone().acquire_owned()).await;
+        Some(Grant::one(permit.ok()?.ok()?))
+    }
+
+    /// A decoder state for work that may be skipped (a transcript at a pause), only if one can
+    /// be had now without holding up a caller who has finished. Such work should stop when
+    /// [`Self::waiting`] rises: it is run with [`Grant::speculative`] set.
+    pub fn spare(&self) -> Option<Grant> {
+        self.take(true)
+    }
+
+    fn take(&self, speculative: bool) -> Option<Grant> {
+        let free = self.permits.available_permits();
+        let solo_threads = if self.solo_threads > 1 && free >= self.states {
+            // Only now is the machine's load worth a look (a read of /proc/loadavg).
+            if machine_idle((self.loadavg)(), self.solo_threads) {
+                self.solo_threads
+            } else {
+                1
+            }
+        } else {
+            1
+        };
+        let (n, threads) = share(free, self.states, self.waiting(), speculative, solo_threads);
+        if n == 0 {
             return None;
         }
-        self.permits.clone().try_acquire_owned().ok()
+        let permit = self.permits.clone().try_acquire_many_owned(n as u32).ok()?;
+        Some(Grant {
+            _permit: permit,
+            threads,
+            speculative,
+        })
     }
 
     /// Marks a transcription as waiting for a state until the guard drops.
@@ -97,6 +135,75 @@ impl SttLoad {
     /// True when a transcription queued now would wait longer than `limit`.
     pub fn saturated(&self, limit: Duration) -> bool {
         self.expected_wait() > limit
+    }
+}
+
+/// How a transcription asking for a decoder state now is served: how many of the `free`
+/// states it takes and how many threads it runs on; `(0, 0)` when it gets none now (a finished
+/// caller's then queues for one, a speculative one is skipped).
+///
+/// - Anything waiting goes first: nobody jumps the queue.
+/// - Every state free: the transcription takes them all and runs on `solo_threads` threads,
+///   about twice as fast on two cores. Holding every state keeps a second transcription from
+///   starting beside it: ggml's threads spin at each barrier, and 2-thread jobs sharing two
+///   cores with anything took seconds instead of a third of a second. One that finished
+///   speaking in the meantime waits for it (a fraction of its own run); a speculative one
+///   gives way at once (it is called off).
+/// - Otherwise one state, one thread; speculative work never takes the last free state.
+pub fn share(
+    free: usize,
+    states: usize,
+    waiting: usize,
+    speculative: bool,
+    solo_threads: usize,
+) -> (usize, usize) {
+    if waiting > 0 || free == 0 {
+        return (0, 0);
+    }
+    if free >= states && solo_threads > 1 {
+        return (states, solo_threads);
+    }
+    if speculative && free <= 1 {
+        return (0, 0);
+    }
+    (1, 1)
+}
+
+/// Whether nothing else competes for the cores a solo transcription's threads would spin on:
+/// the 1-minute load average (runnable tasks, including this server's own transcriptions and
+/// anything else on the machine) stays below half a core. On 2 vCPUs shared with two
+/// compilers (load average 6–7), 2-thread transcriptions took 7 s on average instead of
+/// 0.15 s, because a descheduled thread leaves its partner spinning at every ggml barrier.
+/// Unknown load (no /proc) counts as busy.
+pub fn machine_idle(loadavg: Option<f64>, solo_threads: usize) -> bool {
+    solo_threads > 1 && loadavg.is_some_and(|l| l < IDLE_LOADAVG)
+}
+
+/// See [`machine_idle`].
+const IDLE_LOADAVG: f64 = 0.5;
+
+fn read_loadavg() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Decoder states held for one transcription, and how to run it.
+#[derive(Debug)]
+pub struct Grant {
+    _permit: OwnedSemaphorePermit,
+    /// Threads to run it on.
+    pub threads: usize,
+    /// It may be skipped, and should stop when a finished caller waits for a state.
+    pub speculative: bool,
+}
+
+impl Grant {
+    fn one(permit: OwnedSemaphorePermit) -> Grant {
+        Grant {
+            _permit: permit,
+            threads: 1,
+            speculative: false,
+        }
     }
 }
 
@@ -190,5 +297,116 @@ mod tests {
         assert_eq!(expected_wait(1, 2, ms(1000)), Duration::ZERO);
         assert_eq!(expected_wait(3, 2, ms(1000)), ms(1000));
         assert_eq!(expected_wait(5, 0, ms(10)), ms(50));
+    }
+
+    #[test]
+    fn alone_with_every_state_free_a_transcription_takes_them_all() {
+        // 2 states, 2 cores: nothing else running, nothing waiting.
+        assert_eq!(share(2, 2, 0, false, 2), (2, 2));
+        assert_eq!(share(2, 2, 0, true, 2), (2, 2), "a pause transcript too");
+        // Solo threads off: one state, one thread, as before.
+        assert_eq!(share(2, 2, 0, false, 1), (1, 1));
+        assert_eq!(share(2, 2, 0, true, 1), (1, 1));
+    }
+
+    #[test]
+    fn beside_another_transcription_one_state_one_thread() {
+        assert_eq!(share(1, 2, 0, false, 2), (1, 1));
+        assert_eq!(share(3, 4, 0, false, 4), (1, 1));
+        assert_eq!(share(2, 4, 0, true, 4), (1, 1));
+    }
+
+    #[test]
+    fn speculative_work_never_takes_the_last_state_beside_another() {
+        assert_eq!(share(1, 2, 0, true, 2), (0, 0));
+        assert_eq!(share(1, 2, 0, true, 1), (0, 0));
+        assert_eq!(share(0, 2, 0, false, 2), (0, 0), "a finished turn queues");
+    }
+
+    #[test]
+    fn nobody_jumps_the_queue() {
+        assert_eq!(share(2, 2, 1, false, 2), (0, 0));
+        assert_eq!(share(2, 2, 1, true, 2), (0, 0));
+        assert_eq!(share(1, 2, 3, false, 1), (0, 0));
+    }
+
+    #[test]
+    fn solo_threads_only_on_an_idle_machine() {
+        assert!(machine_idle(Some(0.2), 2));
+        assert!(!machine_idle(Some(0.5), 2), "half a core busy already");
+        assert!(!machine_idle(Some(6.5), 2), "two compilers running");
+        assert!(!machine_idle(None, 2), "unknown load is busy");
+        assert!(!machine_idle(Some(0.0), 1), "solo off");
+    }
+
+    fn idle() -> Option<f64> {
+        Some(0.1)
+    }
+
+    fn busy() -> Option<f64> {
+        Some(3.0)
+    }
+
+    #[tokio::test]
+    async fn on_a_busy_machine_nothing_runs_solo() {
+        let load = SttLoad {
+            loadavg: busy,
+            ..SttLoad::new(2).with_solo_threads(2)
+        };
+        let g = load.acquire(ms(10)).await.expect("all free");
+        assert_eq!(g.threads, 1);
+        let early = load.spare();
+        assert!(early.is_none(), "the last free state is kept");
+    }
+
+    #[tokio::test]
+    async fn a_solo_transcription_holds_every_state_until_it_ends() {
+        let load = SttLoad {
+            loadavg: idle,
+            ..SttLoad::new(2).with_solo_threads(2)
+        };
+        let solo = load.acquire(ms(10)).await.expect("all free");
+        assert_eq!((solo.threads, solo.speculative), (2, false));
+        assert!(load.spare().is_none());
+        assert!(
+            load.acquire(ms(10)).await.is_none(),
+            "nothing runs beside it"
+        );
+        drop(solo);
+        let one = load.acquire(ms(10)).await.expect("free again");
+        assert_eq!(one.threads, 2, "alone again: solo");
+        drop(one);
+        let early = load.spare().expect("a pause transcript may run solo");
+        assert_eq!((early.threads, early.speculative), (2, true));
+    }
+
+    #[tokio::test]
+    async fn a_finished_caller_waiting_is_what_a_speculative_run_yields_to() {
+        let load = Arc::new(SttLoad {
+            loadavg: idle,
+            ..SttLoad::new(2).with_solo_threads(2)
+        });
+        let early = load.spare().expect("all free");
+        assert_eq!(load.waiting(), 0);
+        let waiter = {
+            let load = load.clone();
+            tokio::spawn(async move {
+                load.acquire(Duration::from_secs(5))
+                    .await
+                    .map(|g| g.threads)
+            })
+        };
+        // The waiter is counted while the speculative run holds every state…
+        for _ in 0..100 {
+            if load.waiting() == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(load.waiting(), 1);
+        // …and gets a state as soon as the run is called off.
+        drop(early);
+        assert_eq!(waiter.await.unwrap(), Some(1));
+        assert_eq!(load.waiting(), 0);
     }
 }

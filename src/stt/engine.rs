@@ -6,6 +6,7 @@
 use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -27,6 +28,18 @@ pub enum SttError {
     Busy,
     #[error("whisper failed: {0}")]
     Whisper(String),
+    #[error("the transcription was called off")]
+    Cancelled,
+}
+
+/// How one transcription runs: on how many threads, and what may call it off midway.
+#[derive(Clone, Copy)]
+pub struct RunOpts<'a> {
+    pub threads: usize,
+    /// Asked after each graph whisper.cpp computes (the encoder's, then one per decoded
+    /// token); `true` stops the transcription with [`SttError::Cancelled`]. Speculative work
+    /// yields to waiting callers. The encoder itself runs to its end once started.
+    pub cancel: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
 
 /// How much of Whisper's 30 s encoder window to run.
@@ -78,6 +91,12 @@ pub struct SttConfig {
     pub audio_ctx: AudioCtx,
     /// Give Whisper the dialplan's vocabulary as its initial prompt.
     pub use_prompt: bool,
+    /// ggml's fused attention kernels for the encoder and decoder.
+    pub flash_attn: bool,
+    /// Threads for a transcription that starts while every decoder state is free and nothing
+    /// waits: it takes all the states (so nothing runs beside it to fight its spinning
+    /// threads) and finishes in about half the time. 0 or 1: always `threads`.
+    pub solo_threads: usize,
 }
 
 fn cores() -> usize {
@@ -99,6 +118,8 @@ impl Default for SttConfig {
             max_states: cores().clamp(1, 8),
             audio_ctx: DEFAULT_AUDIO_CTX,
             use_prompt: false,
+            flash_attn: false,
+            solo_threads: cores().clamp(1, 8),
         }
     }
 }
@@ -158,7 +179,8 @@ impl SttEngine {
     pub fn load(path: &Path, cfg: SttConfig) -> Result<SttEngine, SttError> {
         let info = model::validate_ggml(path)?;
         whisper_rs::install_logging_hooks();
-        let params = WhisperContextParameters::default();
+        let mut params = WhisperContextParameters::default();
+        params.flash_attn(cfg.flash_attn);
         let ctx = WhisperContext::new_with_params(path, params).map_err(|e| SttError::Load {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -220,9 +242,23 @@ impl SttEngine {
     /// Transcribes 16 kHz mono samples. Blocking (run it on a blocking thread); fails with
     /// [`SttError::Busy`] instead of waiting when every state is in use.
     pub fn transcribe(&self, samples: &[f32], initial_prompt: &str) -> Result<SttOutput, SttError> {
+        let opts = RunOpts {
+            threads: self.cfg.threads,
+            cancel: None,
+        };
+        self.transcribe_with(samples, initial_prompt, opts)
+    }
+
+    /// [`Self::transcribe`] with this run's threads and a way to call it off.
+    pub fn transcribe_with(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        opts: RunOpts<'_>,
+    ) -> Result<SttOutput, SttError> {
         let started = Instant::now();
         let mut state = self.checkout()?;
-        let result = self.run(&mut state, samples, initial_prompt);
+        let result = self.run(&mut state, samples, initial_prompt, opts);
         self.checkin(state);
         let transcript = result?;
         Ok(SttOutput {
@@ -236,6 +272,7 @@ impl SttEngine {
         state: &mut WhisperState,
         samples: &[f32],
         prompt: &str,
+        opts: RunOpts<'_>,
     ) -> Result<Transcript, SttError> {
         let mut padded;
         let audio = if samples.len() < MIN_SAMPLES {
@@ -250,23 +287,37 @@ impl SttEngine {
             n_vocab: self.ctx.n_vocab() as usize,
             vocab: &self.loop_vocab,
         };
-        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt);
+        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt, opts.threads);
         // SAFETY: whisper.cpp calls the filter only from inside `state.full` below, while
         // `guard` is alive and not moved; the filter only reads it.
         unsafe {
             p.set_filter_logits_callback(Some(end_loops));
             p.set_filter_logits_callback_user_data(&guard as *const LoopGuard as *mut c_void);
         }
-        state
-            .full(p, audio)
-            .map_err(|e| SttError::Whisper(e.to_string()))?;
+        let call_off_hook = opts.cancel.map(|cancel| CallOff {
+            cancel,
+            fired: AtomicBool::new(false),
+        });
+        if let Some(hook) = &call_off_hook {
+            // SAFETY: as above: `hook` lives on this stack frame until after `full`, the only
+            // place whisper.cpp calls it from, and is not moved meanwhile.
+            unsafe {
+                p.set_abort_callback(Some(call_off));
+                p.set_abort_callback_user_data(hook as *const CallOff as *mut c_void);
+            }
+        }
+        let ran = state.full(p, audio);
+        if call_off_hook.is_some_and(|h| h.fired.load(Ordering::Relaxed)) {
+            return Err(SttError::Cancelled);
+        }
+        ran.map_err(|e| SttError::Whisper(e.to_string()))?;
         self.read_transcript(state, &guard)
     }
 
     /// Greedy, one pass, English, no timestamps, no context from earlier turns.
-    fn params<'a>(&self, secs: f32, prompt: &'a str) -> FullParams<'a, 'a> {
+    fn params<'a>(&self, secs: f32, prompt: &'a str, threads: usize) -> FullParams<'a, 'a> {
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        p.set_n_threads(self.cfg.threads as i32);
+        p.set_n_threads(threads.max(1) as i32);
         p.set_language(Some("en"));
         p.set_translate(false);
         p.set_no_timestamps(true);
@@ -424,6 +475,28 @@ impl LoopGuard<'_> {
     fn loop_start(&self, keys: &[u32]) -> Option<usize> {
         (1..=keys.len()).find_map(|end| self.repeat_at(&keys[..end]))
     }
+}
+
+/// A run's cancel check, and whether it ever said stop (the condition may have passed by the
+/// time `full` returns).
+struct CallOff<'a> {
+    cancel: &'a (dyn Fn() -> bool + Sync),
+    fired: AtomicBool,
+}
+
+/// ggml's abort hook: whether the run's `cancel` says stop.
+unsafe extern "C" fn call_off(user_data: *mut c_void) -> bool {
+    if user_data.is_null() {
+        return false;
+    }
+    // SAFETY: `user_data` is the `CallOff` that `SttEngine::run` keeps alive during `full`,
+    // the only time whisper.cpp calls this.
+    let hook = unsafe { &*(user_data as *const CallOff) };
+    let stop = (hook.cancel)();
+    if stop {
+        hook.fired.store(true, Ordering::Relaxed);
+    }
+    stop
 }
 
 /// whisper.cpp's logits filter, called before each token is chosen: once the decoder is
