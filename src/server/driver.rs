@@ -597,11 +597,12 @@ impl Driver {
                     utterance,
                     samples,
                     initial_prompt,
+                    mode,
                     speech_ended,
                     early,
                 } => {
                     self.last_trigger = Some(speech_ended);
-                    self.transcribe(utterance, samples, initial_prompt, early);
+                    self.transcribe(utterance, samples, initial_prompt, mode, early);
                 }
                 Action::Transfer(h) => self.transfer(*h),
                 Action::Hangup => {
@@ -679,7 +680,14 @@ impl Driver {
     /// Runs a transcription on the blocking pool once a decoder state is free. An early one
     /// (the caller only paused) runs only when a state is spare right now, so it never delays
     /// a caller who has finished; if refused, the engine asks again at the endpoint.
-    fn transcribe(&self, utterance: u64, samples: Vec<f32>, prompt: Arc<str>, early: bool) {
+    fn transcribe(
+        &self,
+        utterance: u64,
+        samples: Vec<f32>,
+        prompt: Arc<str>,
+        mode: crate::stt::SttMode,
+        early: bool,
+    ) {
         let tx = self.stt_tx.clone();
         let Some(stt) = self.state.stt.get().cloned() else {
             let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
@@ -706,7 +714,7 @@ impl Driver {
                 };
                 let result = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    crate::stt::engine::SttEngine::transcribe(&stt, &samples, &prompt)
+                    crate::stt::engine::SttEngine::transcribe_as(&stt, &samples, &prompt, mode)
                 })
                 .await;
                 let result = match result {
