@@ -26,7 +26,7 @@ fn single_escape_words_transfer_and_short_words_do_not() {
     let clips = hard_words::load(&common::root().join("fixtures/hard_words"))
         .expect("fixtures/hard_words (scripts/make_hard_words.py)");
     let stt = common::stt_sequential();
-    let hw = HardWords::run(clips, playbook(ShortPass::Constrained), stt.as_ref());
+    let hw = HardWords::run(clips, playbook(ShortPass::default()), stt.as_ref());
     println!("{hw}");
     let requests = hw.results.iter().filter(|r| r.clip.request).count();
     assert!(
@@ -61,14 +61,19 @@ fn single_escape_words_transfer_and_short_words_do_not() {
     );
 }
 
-/// The same clips with the earlier second pass (a free decode prompted with the escape words),
-/// for the README's before/after (a measurement, not a gate).
+/// The same clips with the other second pass than the default, for the README's comparison (a
+/// measurement, not a gate). Measured with the constrained pass (2 vCPU Xeon, under load):
+/// 60/84, 0 false transfers of 112.
 #[test]
 #[ignore]
-fn prompted_second_pass_for_comparison() {
+fn other_second_pass_for_comparison() {
     let clips = hard_words::load(&common::root().join("fixtures/hard_words")).unwrap();
     let stt = common::stt_sequential();
-    let hw = HardWords::run(clips, playbook(ShortPass::Prompted), stt.as_ref());
+    let other = match ShortPass::default() {
+        ShortPass::Prompted => ShortPass::Constrained,
+        ShortPass::Constrained => ShortPass::Prompted,
+    };
+    let hw = HardWords::run(clips, playbook(other), stt.as_ref());
     println!("{hw}");
 }
 
