@@ -393,8 +393,8 @@ fn a_second_pass_that_is_not_a_lone_escape_word_leaves_the_first() {
     for second in [
         heard("A gents watch.", 0.9),
         heard("Agent.", 0.3),
-        // Below the constrained pass's floor: a forced "Urgent." → "agent." scored 0.34.
-        heard("Agent.", 0.55),
+        // Below either second pass's floor (prompted 0.5, constrained 0.6).
+        heard("Agent.", 0.45),
         heard("Order.", 0.9),
         Err(SttFailure::Failed("lost".into())),
     ] {
