@@ -87,3 +87,44 @@ fn probe_prompted_pass() {
         n = clips.len()
     );
 }
+
+/// What a digit-constrained pass ([`SttMode::Digits`]) hears in each piece of a number the
+/// endpointer cuts out, next to the free pass (a probe, not a gate): only utterances whose free
+/// transcript is nothing but digits are tried, as the pieces after "my account number is…".
+#[test]
+#[ignore]
+fn probe_digit_constrained_pass() {
+    use warmline::analysis::numbers::{digit_word, spoken_digits};
+    use warmline::audio::frontend::Frontend;
+    use warmline::stt::SttMode;
+    let clips = digit_recall::load(&common::root().join("fixtures/digits")).unwrap();
+    let stt = common::stt_sequential();
+    for (clip, ulaw) in &clips {
+        let mut fe = Frontend::new(common::playbook().frontend.clone()).unwrap();
+        for u in fe.utterances(ulaw) {
+            let free = stt.transcribe(&u.samples, "").unwrap().transcript;
+            let words = warmline::analysis::text::words(&free.text);
+            let digits_only = !words.is_empty()
+                && words
+                    .iter()
+                    .all(|w| digit_word(w).is_some() || w.chars().all(|c| c.is_ascii_digit()));
+            if !digits_only {
+                continue;
+            }
+            let (forced, score) = stt
+                .transcribe_scored(&u.samples, "", SttMode::Digits)
+                .unwrap();
+            println!(
+                "DIGITS\t{}\t{}\t{:?}\t{}\t{:?}\t{}\t{:.3}\t{:?}",
+                clip.file,
+                clip.digits,
+                free.text,
+                spoken_digits(&free.text),
+                forced.text,
+                spoken_digits(&forced.text),
+                forced.confidence,
+                score.map(|s| s.worst)
+            );
+        }
+    }
+}

@@ -329,8 +329,31 @@ fn ordinal_word(words: &[String], i: usize) -> Option<(u32, usize)> {
 
 // ---- lexing number chunks ----
 
+/// A cardinal digit word, "zero" to "nine" (not "oh": that one needs its context).
 fn unit(w: &str) -> Option<u64> {
     UNITS.iter().position(|x| *x == w).map(|p| p as u64)
+}
+
+/// The one reader of a spoken digit: "zero".."nine" → 0..9, and "oh"/"o" → 0 (as a caller reads
+/// a number out: "four oh seven"). Lowercase words, as [`text::words`] gives them. Whether an
+/// "oh" is a digit at all in running speech ("oh, I see") is for the caller to judge;
+/// [`extract`] does.
+pub fn digit_word(word: &str) -> Option<u8> {
+    match word {
+        "oh" | "o" => Some(0),
+        _ => unit(word).map(|d| d as u8),
+    }
+}
+
+/// The digits a transcript says, spoken or written, in order: "four 4-7, oh" → "4470".
+pub fn spoken_digits(text: &str) -> String {
+    text::words(text)
+        .iter()
+        .map(|w| match digit_word(w) {
+            Some(d) => d.to_string(),
+            None => w.chars().filter(char::is_ascii_digit).collect(),
+        })
+        .collect()
 }
 
 /// 0..=99 in words: "seven", "twelve", "forty", "forty four".
@@ -407,10 +430,7 @@ fn lex(words: &[String], used: &[bool]) -> Vec<Num> {
         let next_is_digit = words.get(i + 1).is_some_and(|n| {
             unit(n).is_some() || n == "oh" || n.chars().next().is_some_and(|c| c.is_ascii_digit())
         });
-        let spoken_digit = |w: &str| match w {
-            "oh" | "o" => Some(0),
-            _ => unit(w),
-        };
+        let spoken_digit = |w: &str| digit_word(w).map(u64::from);
         // "double five" → 55, "triple two" → 222.
         let times = match w {
             "double" => 2,
@@ -821,6 +841,29 @@ mod tests {
 
     fn account(text: &str) -> Option<String> {
         extract(text).account_number
+    }
+
+    #[test]
+    fn one_reader_for_spoken_digits() {
+        let read: Vec<Option<u8>> = ["zero", "oh", "o", "four", "nine", "ten", "for", "Four"]
+            .iter()
+            .map(|w| digit_word(w))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(4),
+                Some(9),
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(spoken_digits("Four 4-7, oh. Nine!"), "44709");
+        assert_eq!(spoken_digits("I need an agent"), "");
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod tests;
 pub mod turn_end;
 
 pub use crate::stt::{SttFailure, Transcript};
-pub use engine::{Engine, Playbook};
+pub use engine::{Engine, Playbook, ShortPass};
 pub use policy::{Decision, Reason};
 
 use std::sync::Arc;
@@ -79,6 +79,8 @@ pub enum Action {
         utterance: u64,
         samples: Vec<f32>,
         initial_prompt: Arc<str>,
+        /// Free, or held to a small grammar ([`crate::stt::SttMode`]).
+        mode: crate::stt::SttMode,
         /// When the caller stopped speaking, on the engine's clock (decision latency starts here).
         speech_ended: Millis,
         /// Started at a pause, before the endpoint: the caller may go on talking and make it

@@ -71,6 +71,7 @@ struct Asked {
     id: u64,
     early: bool,
     samples: usize,
+    mode: crate::stt::SttMode,
 }
 
 /// Plays `audio` into a started engine frame by frame (no prompt is playing: the greeting's
@@ -166,6 +167,7 @@ impl Call {
                 utterance,
                 samples,
                 early,
+                mode,
                 ..
             } => {
                 let asked = Asked {
@@ -173,6 +175,7 @@ impl Call {
                     id: utterance,
                     early,
                     samples: samples.len(),
+                    mode,
                 };
                 self.asked.push(asked.clone());
                 self.samples.push((utterance, samples));
@@ -364,6 +367,19 @@ fn a_short_unclear_utterance_is_heard_again_with_the_escape_words() {
     let (call, actions) = short_call(heard("Hey, then.", 0.27), Some(heard("Agent.", 0.64)));
     let late: Vec<_> = call.late().into_iter().cloned().collect();
     assert_eq!(late.len(), 1, "one second pass: {:?}", call.asked);
+    let second = match crate::call::ShortPass::default() {
+        crate::call::ShortPass::Prompted => crate::stt::SttMode::Free,
+        crate::call::ShortPass::Constrained => crate::stt::SttMode::EscapeWord,
+    };
+    assert_eq!(late[0].mode, second, "the second pass's mode");
+    assert!(
+        call.asked
+            .iter()
+            .filter(|a| a.early)
+            .all(|a| a.mode == crate::stt::SttMode::Free),
+        "the first pass is free: {:?}",
+        call.asked
+    );
     assert!(call.lines.is_empty(), "the turn waits for the second pass");
     assert_eq!(
         transfer_reason(&actions).as_deref(),
@@ -377,6 +393,8 @@ fn a_second_pass_that_is_not_a_lone_escape_word_leaves_the_first() {
     for second in [
         heard("A gents watch.", 0.9),
         heard("Agent.", 0.3),
+        // Below either second pass's floor (prompted 0.5, constrained 0.6).
+        heard("Agent.", 0.45),
         heard("Order.", 0.9),
         Err(SttFailure::Failed("lost".into())),
     ] {

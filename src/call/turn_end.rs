@@ -170,11 +170,6 @@ const ID_WORDS: &[&str] = &[
     "id",
 ];
 
-/// Spoken digits as Whisper writes them; "double" counts as the digit it doubles.
-const DIGIT_WORDS: &[&str] = &[
-    "zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-];
-
 /// Judges `transcript` (cleaned of non-speech markers) as the end of a turn.
 pub fn judge(transcript: &str, heard: Heard, cfg: &TurnTaking) -> TurnEnd {
     let words = text::words(transcript);
@@ -254,7 +249,7 @@ fn trailing_digits(words: &[String]) -> Option<usize> {
 
 /// How many digits a token stands for: "447" → 3, "4.4.7" → 3, "four" → 1; `None` for a word.
 fn digit_count(word: &str) -> Option<usize> {
-    if DIGIT_WORDS.contains(&word) {
+    if crate::analysis::numbers::digit_word(word).is_some() {
         return Some(1);
     }
     let digits = word.chars().filter(char::is_ascii_digit).count();

@@ -17,20 +17,6 @@ pub struct Miss {
 /// Prompts that ask the caller to say it again or say more.
 const CLARIFYING_PROMPTS: [&str; 3] = ["clarify", "repeat_unclear", "still_there"];
 
-const DIGIT_WORDS: [(&str, &str); 11] = [
-    ("zero", "0"),
-    ("oh", "0"),
-    ("one", "1"),
-    ("two", "2"),
-    ("three", "3"),
-    ("four", "4"),
-    ("five", "5"),
-    ("six", "6"),
-    ("seven", "7"),
-    ("eight", "8"),
-    ("nine", "9"),
-];
-
 /// Lowercase, spoken digits to digits, separators between digits dropped: "4-4 7,1 9" → "44719".
 pub fn norm_text(s: &str) -> String {
     let words: Vec<String> = s
@@ -38,10 +24,8 @@ pub fn norm_text(s: &str) -> String {
         .split_whitespace()
         .map(|w| {
             let bare = w.trim_matches(|c: char| !c.is_alphanumeric());
-            DIGIT_WORDS
-                .iter()
-                .find(|(word, _)| *word == bare)
-                .map_or_else(|| w.to_string(), |(_, d)| d.to_string())
+            crate::analysis::numbers::digit_word(bare)
+                .map_or_else(|| w.to_string(), |d| d.to_string())
         })
         .collect();
     let joined = words.join(" ");

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
+use super::clips::{self, ClipEntry, ClipSetError};
 use super::fixture::{Act, Expect, Fixture, Turn};
 use super::sim::{self, Ending};
 use crate::analysis::numbers::{self, Facts};
@@ -67,21 +68,15 @@ impl Clip {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    clips: Vec<Clip>,
-}
+impl ClipEntry for Clip {
+    fn file(&self) -> &str {
+        &self.file
+    }
 
-/// A clip set that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum DigitsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    fn invalid(&self) -> Option<String> {
+        (self.digits.is_empty() || !self.digits.chars().all(|c| c.is_ascii_digit()))
+            .then(|| format!("digits {:?} are not a number", self.digits))
+    }
 }
 
 /// What happened to one clip.
@@ -117,39 +112,8 @@ impl ClipResult {
 }
 
 /// Reads the manifest and every clip's audio.
-pub fn load(dir: &Path) -> Result<Vec<(Clip, Vec<u8>)>, DigitsError> {
-    let path = dir.join("manifest.json");
-    let src = std::fs::read_to_string(&path).map_err(|source| DigitsError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let manifest: Manifest = serde_json::from_str(&src).map_err(|e| DigitsError::Invalid {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    manifest
-        .clips
-        .into_iter()
-        .map(|clip| {
-            if clip.digits.is_empty() || !clip.digits.chars().all(|c| c.is_ascii_digit()) {
-                return Err(DigitsError::Invalid {
-                    path: path.clone(),
-                    message: format!("{}: digits {:?} are not a number", clip.file, clip.digits),
-                });
-            }
-            let audio = dir.join(&clip.file);
-            let mut ulaw = std::fs::read(&audio).map_err(|source| DigitsError::Read {
-                path: audio.clone(),
-                source,
-            })?;
-            // Whole 20 ms frames, padded with μ-law silence.
-            let rem = ulaw.len() % FRAME_SAMPLES_8K;
-            if rem != 0 {
-                ulaw.resize(ulaw.len() + FRAME_SAMPLES_8K - rem, 0xFF);
-            }
-            Ok((clip, ulaw))
-        })
-        .collect()
+pub fn load(dir: &Path) -> Result<Vec<(Clip, Vec<u8>)>, ClipSetError> {
+    clips::load(dir)
 }
 
 /// The clip at 16 kHz, as the model takes it, without the resampler's start-up delay.

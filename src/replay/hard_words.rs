@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::clips::{self, ClipEntry, ClipSetError};
 use super::fixture::{Act, Expect, Fixture, Turn};
 use super::sim::{self, Ending};
-use crate::audio::FRAME_SAMPLES_8K;
 use crate::call::{Playbook, Speaker};
 use crate::stt::Transcriber;
 
@@ -31,21 +31,10 @@ pub struct Clip {
     pub request: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct Manifest {
-    clips: Vec<Clip>,
-}
-
-/// A clip set that could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum HardWordsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+impl ClipEntry for Clip {
+    fn file(&self) -> &str {
+        &self.file
+    }
 }
 
 /// What happened to one clip.
@@ -74,33 +63,8 @@ impl ClipResult {
 }
 
 /// Reads the manifest and every clip's audio.
-pub fn load(dir: &Path) -> Result<Vec<(Clip, Vec<u8>)>, HardWordsError> {
-    let path = dir.join("manifest.json");
-    let src = std::fs::read_to_string(&path).map_err(|source| HardWordsError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let manifest: Manifest = serde_json::from_str(&src).map_err(|e| HardWordsError::Invalid {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    manifest
-        .clips
-        .into_iter()
-        .map(|clip| {
-            let audio = dir.join(&clip.file);
-            let mut ulaw = std::fs::read(&audio).map_err(|source| HardWordsError::Read {
-                path: audio.clone(),
-                source,
-            })?;
-            // Whole 20 ms frames, padded with μ-law silence.
-            let rem = ulaw.len() % FRAME_SAMPLES_8K;
-            if rem != 0 {
-                ulaw.resize(ulaw.len() + FRAME_SAMPLES_8K - rem, 0xFF);
-            }
-            Ok((clip, ulaw))
-        })
-        .collect()
+pub fn load(dir: &Path) -> Result<Vec<(Clip, Vec<u8>)>, ClipSetError> {
+    clips::load(dir)
 }
 
 /// Plays one clip as the only turn of a call, exactly as a fixture call is replayed.

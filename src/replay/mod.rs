@@ -2,6 +2,7 @@
 //! virtual clock, with the real speech-to-text model.
 
 pub mod check;
+pub mod clips;
 pub mod digit_recall;
 pub mod eval;
 pub mod fixture;

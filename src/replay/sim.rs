@@ -168,10 +168,11 @@ pub fn run(
                     utterance,
                     samples,
                     initial_prompt,
+                    mode,
                     ..
                 } => {
                     let t0 = Instant::now();
-                    let result = stt.transcribe(&samples, &initial_prompt);
+                    let result = stt.transcribe_as(&samples, &initial_prompt, mode);
                     out.stt_wall_ms += t0.elapsed().as_millis() as u64;
                     out.stt_calls += 1;
                     let mut more = engine.feed(Event::Transcribed { utterance, result }, now);

@@ -602,11 +602,12 @@ impl Driver {
                     utterance,
                     samples,
                     initial_prompt,
+                    mode,
                     speech_ended,
                     early,
                 } => {
                     self.last_trigger = Some(speech_ended);
-                    self.transcribe(utterance, samples, initial_prompt, early);
+                    self.transcribe(utterance, samples, initial_prompt, mode, early);
                 }
                 Action::Transfer(h) => self.transfer(*h),
                 Action::Hangup => {
@@ -685,7 +686,14 @@ impl Driver {
     /// (the caller only paused) runs only when a state can be had now ([`SttLoad::spare`](super::stt_load::SttLoad::spare)) and
     /// is called off as soon as a caller who has finished waits for a state, so it never holds
     /// one up for long; if refused or called off, the engine asks again at the endpoint.
-    fn transcribe(&self, utterance: u64, samples: Vec<f32>, prompt: Arc<str>, early: bool) {
+    fn transcribe(
+        &self,
+        utterance: u64,
+        samples: Vec<f32>,
+        prompt: Arc<str>,
+        mode: crate::stt::SttMode,
+        early: bool,
+    ) {
         let tx = self.stt_tx.clone();
         let Some(stt) = self.state.stt.get().cloned() else {
             let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
@@ -724,7 +732,7 @@ impl Driver {
                             .speculative
                             .then_some(&yield_to_waiting as &(dyn Fn() -> bool + Sync)),
                     };
-                    let out = stt.transcribe_with(&samples, &prompt, opts);
+                    let out = stt.transcribe_as(&samples, &prompt, mode, opts);
                     drop(permit);
                     out
                 })

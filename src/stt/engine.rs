@@ -15,8 +15,9 @@ use whisper_rs::{
     WhisperSysContext, WhisperSysState, WhisperTokenData, WhisperTokenId,
 };
 
-use super::Transcript;
+use super::constrained::{Constraint, Grammar, PathScore};
 use super::model::{self, ModelError, ModelInfo};
+use super::{SttMode, Transcript};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SttError {
@@ -149,6 +150,8 @@ pub struct SttEngine {
     cfg: SttConfig,
     info: ModelInfo,
     loop_vocab: LoopVocab,
+    /// Bytes of every text token, by id: what a constrained pass matches its grammar against.
+    token_texts: Vec<Vec<u8>>,
 }
 
 /// Whisper pads everything to 30 s anyway; very short clips decode better with a little
@@ -186,6 +189,9 @@ impl SttEngine {
             message: e.to_string(),
         })?;
         let loop_vocab = LoopVocab::new(&ctx);
+        let token_texts = (0..ctx.token_eot())
+            .map(|id| ctx.token_to_bytes(id).unwrap_or_default().to_vec())
+            .collect();
         let engine = SttEngine {
             ctx,
             idle: Mutex::new(Vec::new()),
@@ -193,6 +199,7 @@ impl SttEngine {
             cfg,
             info,
             loop_vocab,
+            token_texts,
         };
         // One warm state up front: the first caller should not pay for allocating it.
         let state = engine.new_state()?;
@@ -265,6 +272,124 @@ impl SttEngine {
             transcript,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Transcribes in a [`SttMode`]: a free pass as [`Self::transcribe`], or a pass held to a
+    /// grammar whose confidence is [`PathScore::confidence`] of the forced path.
+    pub fn transcribe_as(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        mode: SttMode,
+        opts: RunOpts<'_>,
+    ) -> Result<SttOutput, SttError> {
+        let Some(grammar) = Grammar::for_mode(mode) else {
+            return self.transcribe_with(samples, initial_prompt, opts);
+        };
+        let started = Instant::now();
+        let mut state = self.checkout()?;
+        let result =
+            self.run_constrained(&mut state, samples, initial_prompt, grammar, opts.threads);
+        self.checkin(state);
+        let (transcript, score) = result?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(?mode, text = %transcript.text, ?score, elapsed_ms, "constrained pass");
+        Ok(SttOutput {
+            transcript,
+            elapsed_ms,
+        })
+    }
+
+    /// As [`Self::transcribe_as`], with the forced path's full score (for measurement).
+    pub fn transcribe_scored(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        mode: SttMode,
+    ) -> Result<(Transcript, Option<PathScore>), SttError> {
+        let Some(grammar) = Grammar::for_mode(mode) else {
+            return Ok((self.transcribe(samples, initial_prompt)?.transcript, None));
+        };
+        let mut state = self.checkout()?;
+        let result = self.run_constrained(
+            &mut state,
+            samples,
+            initial_prompt,
+            grammar,
+            self.cfg.threads,
+        );
+        self.checkin(state);
+        result.map(|(t, s)| (t, Some(s)))
+    }
+
+    fn run_constrained(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        prompt: &str,
+        grammar: Grammar,
+        threads: usize,
+    ) -> Result<(Transcript, PathScore), SttError> {
+        let mut padded;
+        let audio = if samples.len() < MIN_SAMPLES {
+            padded = samples.to_vec();
+            padded.resize(MIN_SAMPLES, 0.0);
+            &padded[..]
+        } else {
+            samples
+        };
+        let constraint = Constraint {
+            grammar,
+            eot: self.ctx.token_eot(),
+            n_vocab: self.ctx.n_vocab() as usize,
+            texts: &self.token_texts,
+            candidates: (0..self.token_texts.len())
+                .filter(|&id| grammar.may_use(&self.token_texts[id]))
+                .map(|id| id as WhisperTokenId)
+                .collect(),
+            steps: Mutex::new(Vec::new()),
+        };
+        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt, threads);
+        if let Grammar::OneWordOf(_) = grammar {
+            // One word and a mark: a handful of tokens.
+            p.set_max_tokens(8);
+        }
+        // SAFETY: whisper.cpp calls the filter only from inside `state.full` below, while
+        // `constraint` is alive and not moved; the filter only reads it (steps behind a mutex).
+        unsafe {
+            p.set_filter_logits_callback(Some(constrain));
+            p.set_filter_logits_callback_user_data(&constraint as *const Constraint as *mut c_void);
+        }
+        state
+            .full(p, audio)
+            .map_err(|e| SttError::Whisper(e.to_string()))?;
+        let mut bytes = Vec::new();
+        for segment in state.as_iter() {
+            for i in 0..segment.n_tokens() {
+                if let Some(tok) = segment.get_token(i)
+                    && tok.token_id() < constraint.eot
+                {
+                    bytes.extend_from_slice(
+                        tok.to_bytes()
+                            .map_err(|e| SttError::Whisper(e.to_string()))?,
+                    );
+                }
+            }
+        }
+        let steps = constraint
+            .steps
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        let score = PathScore::of(&steps);
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        // A forced path that never became an allowed text (the token limit hit first) is no
+        // evidence at all.
+        let confidence = if grammar.complete(text.as_bytes()) {
+            score.confidence()
+        } else {
+            0.0
+        };
+        Ok((Transcript { text, confidence }, score))
     }
 
     fn run(
@@ -534,6 +659,39 @@ unsafe extern "C" fn end_loops(
             }
         }
     }
+}
+
+/// whisper.cpp's logits filter for a constrained pass: see [`Constraint::filter`].
+unsafe extern "C" fn constrain(
+    _ctx: *mut WhisperSysContext,
+    _state: *mut WhisperSysState,
+    tokens: *const WhisperTokenData,
+    n_tokens: c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    if logits.is_null() || user_data.is_null() || n_tokens < 0 {
+        return;
+    }
+    // SAFETY: `user_data` is the `Constraint` that `SttEngine::run_constrained` keeps alive
+    // during `full`; `tokens` holds the `n_tokens` decoded so far and `logits` one entry per
+    // vocabulary id, both owned by whisper.cpp for the duration of this call.
+    let (constraint, tokens, logits) = unsafe {
+        let constraint = &*(user_data as *const Constraint);
+        let tokens = if tokens.is_null() || n_tokens == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(tokens, n_tokens as usize)
+        };
+        let logits = std::slice::from_raw_parts_mut(logits, constraint.n_vocab);
+        (constraint, tokens, logits)
+    };
+    let ids: Vec<WhisperTokenId> = tokens
+        .iter()
+        .map(|t| t.id)
+        .filter(|&id| id < constraint.eot)
+        .collect();
+    constraint.filter(&ids, logits);
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Speech-to-text: the Whisper model (pull + CTranslate2→ggml conversion) and the engine.
 
+pub mod constrained;
 pub mod engine;
 
 /// The initial prompt of the call engine's second pass over a short, unclear utterance: the
@@ -8,6 +9,19 @@ pub mod engine;
 /// lone "Agent." as "Hey, then." without it and as "Agent." with it.
 pub const SHORT_PASS_PROMPT: &str = "Agent. Operator. Representative. Human. Person. Someone. \
     Yes. No. Thanks. Bye. Hours. Address. Billing. Order.";
+
+/// How Whisper may decode an utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SttMode {
+    /// Whatever the model hears.
+    #[default]
+    Free,
+    /// Only one escape word ("Agent.", "Operator.", …): see [`constrained`]. The transcript's
+    /// confidence is how close the forced path came to the model's own choices.
+    EscapeWord,
+    /// Only a digit string ("4 4 7 1 9", "four four seven"), scored the same way.
+    Digits,
+}
 
 /// A finished transcription of one utterance.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,11 +43,40 @@ pub enum SttFailure {
 /// Anything that can turn an utterance into text: the Whisper engine, live or in replay.
 pub trait Transcriber: Send + Sync {
     fn transcribe(&self, samples: &[f32], initial_prompt: &str) -> Result<Transcript, SttFailure>;
+
+    /// A transcription in a given [`SttMode`]. Transcribers without a constrained decoder
+    /// (scripted ones in tests) hear every mode as a free one.
+    fn transcribe_as(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        mode: SttMode,
+    ) -> Result<Transcript, SttFailure> {
+        let _ = mode;
+        self.transcribe(samples, initial_prompt)
+    }
 }
 
 impl Transcriber for engine::SttEngine {
     fn transcribe(&self, samples: &[f32], initial_prompt: &str) -> Result<Transcript, SttFailure> {
         match engine::SttEngine::transcribe(self, samples, initial_prompt) {
+            Ok(out) => Ok(out.transcript),
+            Err(engine::SttError::Busy) => Err(SttFailure::Overloaded),
+            Err(e) => Err(SttFailure::Failed(e.to_string())),
+        }
+    }
+
+    fn transcribe_as(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        mode: SttMode,
+    ) -> Result<Transcript, SttFailure> {
+        let opts = engine::RunOpts {
+            threads: self.config().threads,
+            cancel: None,
+        };
+        match engine::SttEngine::transcribe_as(self, samples, initial_prompt, mode, opts) {
             Ok(out) => Ok(out.transcript),
             Err(engine::SttError::Busy) => Err(SttFailure::Overloaded),
             Err(e) => Err(SttFailure::Failed(e.to_string())),
