@@ -40,7 +40,11 @@ use crate::config::Settings;
 use crate::replay::fixture::{Act, Fixture};
 use crate::telephony::twilio::signature;
 
+pub mod ceiling;
+mod machine;
 mod scale;
+pub use ceiling::{Ceiling, CeilingOptions, Search, Step};
+pub use machine::Machine;
 pub use scale::InstanceFigures;
 
 /// Credentials of the in-process server; start a `--url` server with these (or pass yours).
@@ -191,24 +195,22 @@ pub async fn run(opts: LoadtestOptions) -> Result<Report> {
         &opts.auth_token,
     )
     .await?;
-    let result = run_against(&opts, fixtures, fixture_note, fake).await;
+    let result = match Server::for_run(&opts, &fake).await {
+        Ok(server) => run_against(&opts, fixtures, fixture_note, fake, &server).await,
+        Err(e) => Err(e),
+    };
     fake_task.abort();
     result
 }
 
+/// One run's calls against `server` (which may serve several runs: `--find-ceiling`).
 async fn run_against(
     opts: &LoadtestOptions,
     fixtures: Vec<Arc<Fixture>>,
     fixture_note: String,
     fake: Arc<FakeTwilio>,
+    server: &Server,
 ) -> Result<Report> {
-    let server = match &opts.url {
-        Some(url) => Server::Remote {
-            base: url.trim_end_matches('/').to_string(),
-            pid: opts.server_pid,
-        },
-        None => Server::InProcess(InProcess::start(opts, fake.addr).await?),
-    };
     let mut auth = reqwest::header::HeaderMap::new();
     auth.insert(
         reqwest::header::AUTHORIZATION,
@@ -222,7 +224,7 @@ async fn run_against(
         .build()
         .context("building the HTTP client")?;
     wait_ready(&http, server.base()).await?;
-    let before = Snapshot::take(&http, &server).await?;
+    let before = Snapshot::take(&http, server).await?;
     let sampler = server.proc_dir().map(RssSampler::start);
     let ctx = Arc::new(Ctx {
         base: server.base().to_string(),
@@ -238,10 +240,10 @@ async fn run_against(
     let started = Instant::now();
     let calls = place_calls(&ctx, &fixtures, opts).await;
     let wall = started.elapsed();
-    let after = Snapshot::take(&http, &server).await?;
+    let after = Snapshot::take(&http, server).await?;
     let sampled_peak_kb = sampler.map(RssSampler::stop);
     let measured = Measured {
-        server: match &server {
+        server: match server {
             Server::InProcess(_) => "in-process".into(),
             Server::Remote { base, .. } => base.clone(),
         },
@@ -310,6 +312,17 @@ enum Server {
 }
 
 impl Server {
+    /// The `--url` server, or a new one in this process reporting to `fake`.
+    async fn for_run(opts: &LoadtestOptions, fake: &FakeTwilio) -> Result<Server> {
+        Ok(match &opts.url {
+            Some(url) => Server::Remote {
+                base: url.trim_end_matches('/').to_string(),
+                pid: opts.server_pid,
+            },
+            None => Server::InProcess(InProcess::start(opts, fake.addr).await?),
+        })
+    }
+
     fn base(&self) -> &str {
         match self {
             Server::InProcess(s) => &s.base,
@@ -1624,8 +1637,10 @@ struct Measured {
     in_process: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The CPU the figures come from and the SIMD ggml used on it.
+    pub machine: Machine,
     pub server: String,
     pub fixtures: String,
     pub calls_requested: usize,
@@ -1701,6 +1716,7 @@ impl Report {
             Spread::of(&calls.iter().filter_map(f).collect::<Vec<_>>())
         };
         Report {
+            machine: Machine::detect(),
             server: m.server.clone(),
             fixtures: m.fixture_note.clone(),
             calls_requested: m.opts.calls,
@@ -1872,6 +1888,7 @@ impl Report {
             self.server,
             self.wall_seconds
         )?;
+        writeln!(f, "  CPU               {}", self.machine)?;
         writeln!(f, "  fixtures          {}", self.fixtures)?;
         writeln!(
             f,
