@@ -42,9 +42,11 @@ use crate::telephony::twilio::signature;
 
 pub mod ceiling;
 mod machine;
+pub mod providers;
 mod scale;
 pub use ceiling::{Ceiling, CeilingOptions, Search, Step};
 pub use machine::Machine;
+pub use providers::Provider;
 pub use scale::InstanceFigures;
 
 /// Credentials of the in-process server; start a `--url` server with these (or pass yours).
@@ -131,6 +133,10 @@ pub struct LoadtestOptions {
     /// Reports per-instance and total figures.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// Whose protocol the callers speak (its webhooks, signatures, media stream and REST
+    /// API, all faked on loopback). Other than twilio: in-process server only.
+    #[arg(long, value_enum, default_value_t = Provider::Twilio)]
+    pub provider: Provider,
     /// With --url: the server's pid, for CPU and memory per call.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -155,6 +161,12 @@ impl LoadtestOptions {
             bail!("--ramp-seconds must be a non-negative number");
         }
         scale::check(self)?;
+        if self.provider != Provider::Twilio && self.url.is_some() {
+            bail!(
+                "--provider {} runs its own server: it cannot be combined with --url",
+                self.provider.name()
+            );
+        }
         match (&self.url, self.fake_port, self.server_pid) {
             (Some(url), Some(_), _) => require_loopback(url),
             (Some(_), None, _) => {
@@ -226,10 +238,14 @@ async fn run_against(
     wait_ready(&http, server.base()).await?;
     let before = Snapshot::take(&http, server).await?;
     let sampler = server.proc_dir().map(RssSampler::start);
+    let (account_sid, auth_token) = opts
+        .provider
+        .credentials(&opts.account_sid, &opts.auth_token);
     let ctx = Arc::new(Ctx {
         base: server.base().to_string(),
-        account_sid: opts.account_sid.clone(),
-        auth_token: opts.auth_token.clone(),
+        provider: opts.provider,
+        account_sid,
+        auth_token,
         http: http.clone(),
         fake: fake.clone(),
         call_timeout: Duration::from_secs(opts.call_timeout),
@@ -366,6 +382,7 @@ impl InProcess {
         s.twilio_auth_token = Some(opts.auth_token.clone());
         s.twilio_api_base = format!("http://{fake}");
         s.handoff_webhook = Some(format!("http://{fake}/handoff"));
+        opts.provider.configure(&mut s, &format!("http://{fake}"));
         s.validate_signatures = true;
         s.api_tokens = vec![opts.api_token.clone()];
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -437,8 +454,8 @@ struct FakeCall {
 /// api.twilio.com's call-update endpoint (basic auth checked) and the handoff webhook.
 struct FakeTwilio {
     addr: SocketAddr,
-    authorization: String,
-    account_sid: String,
+    /// (account, `Authorization` header) pairs accepted: Twilio's and the SignalWire space's.
+    accounts: Vec<(String, String)>,
     calls: Mutex<HashMap<String, FakeCall>>,
     rejected: AtomicU64,
 }
@@ -454,11 +471,21 @@ impl FakeTwilio {
             .with_context(|| format!("binding the fake Twilio REST API on 127.0.0.1:{port}"))?;
         let fake = Arc::new(FakeTwilio {
             addr: listener.local_addr()?,
-            authorization: format!(
-                "Basic {}",
-                BASE64.encode(format!("{account_sid}:{auth_token}"))
-            ),
-            account_sid: account_sid.to_string(),
+            accounts: [
+                (account_sid, auth_token),
+                (
+                    providers::signalwire::PROJECT,
+                    providers::signalwire::API_TOKEN,
+                ),
+            ]
+            .iter()
+            .map(|(acct, token)| {
+                (
+                    acct.to_string(),
+                    format!("Basic {}", BASE64.encode(format!("{acct}:{token}"))),
+                )
+            })
+            .collect(),
             calls: Mutex::default(),
             rejected: AtomicU64::new(0),
         });
@@ -467,6 +494,7 @@ impl FakeTwilio {
                 "/2010-04-01/Accounts/{acct}/Calls/{call}",
                 post(fake_update),
             )
+            .route(providers::signalwire::LAML_UPDATE, post(fake_update))
             .route("/handoff", post(fake_card))
             .with_state(fake.clone());
         let task = tokio::spawn(async move {
@@ -499,13 +527,18 @@ async fn fake_update(
     // Stamped before anything else: this is the moment the transfer reached "Twilio".
     let at = Instant::now();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(f.authorization.as_str()) || acct != f.account_sid {
+    let known = f
+        .accounts
+        .iter()
+        .any(|(a, authorization)| *a == acct && auth == Some(authorization.as_str()));
+    if !known {
         f.rejected.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::UNAUTHORIZED, Json(json!({"code": 20003})));
     }
     let call = call.trim_end_matches(".json");
+    // Twilio's transfer carries TwiML; SignalWire's the URL of warmline's transfer document.
     let twiml = form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "Twiml")
+        .find(|(k, _)| k == "Twiml" || k == "Url")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     let waiter = lock(&f.calls).get_mut(call).and_then(|c| c.waiter.take());
@@ -537,6 +570,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What every call needs.
 struct Ctx {
     base: String,
+    provider: Provider,
+    /// The account webhooks carry and the secret that signs them (the provider's).
     account_sid: String,
     auth_token: String,
     http: reqwest::Client,
@@ -748,7 +783,7 @@ async fn drive_call(ctx: &Ctx, fixture: &Fixture, out: &mut CallOutcome) -> Resu
         }
     };
     if let Some(update) = update {
-        settle_transfer(fixture, out, &update, &turn_ends)?;
+        settle_transfer(ctx.provider, fixture, out, &update, &turn_ends)?;
     }
     Ok(())
 }
@@ -832,13 +867,14 @@ async fn after_server_close(
 
 /// Records a REST transfer and its latency against the fixture's trigger turn.
 fn settle_transfer(
+    provider: Provider,
     fixture: &Fixture,
     out: &mut CallOutcome,
     update: &Update,
     turn_ends: &[Option<Instant>],
 ) -> Result<()> {
-    if !update.twiml.contains("<Dial") {
-        bail!("REST call update without <Dial>: {}", update.twiml);
+    if !provider.is_transfer(&update.twiml) {
+        bail!("REST call update that is not a transfer: {}", update.twiml);
     }
     out.end = End::Transferred;
     let trigger_end = fixture
@@ -943,7 +979,7 @@ async fn signed_post(ctx: &Ctx, url: &str, params: &[(String, String)]) -> Resul
     let response = ctx
         .http
         .post(url)
-        .header("X-Twilio-Signature", sig)
+        .header(ctx.provider.signature_header(), sig)
         .form(params)
         .send()
         .await
@@ -1007,7 +1043,7 @@ fn unescape(s: &str) -> String {
 }
 
 async fn voice_webhook(ctx: &Ctx, out: &CallOutcome) -> Result<VoiceAnswer> {
-    let url = format!("{}/twilio/voice", ctx.base);
+    let url = format!("{}/{}/voice", ctx.base, ctx.provider.prefix());
     let from = out.caller_number();
     let params = form(&[
         ("AccountSid", &ctx.account_sid),
@@ -1641,6 +1677,7 @@ struct Measured {
 pub struct Report {
     /// The CPU the figures come from and the SIMD ggml used on it.
     pub machine: Machine,
+    pub provider: Provider,
     pub server: String,
     pub fixtures: String,
     pub calls_requested: usize,
@@ -1717,6 +1754,7 @@ impl Report {
         };
         Report {
             machine: Machine::detect(),
+            provider: m.opts.provider,
             server: m.server.clone(),
             fixtures: m.fixture_note.clone(),
             calls_requested: m.opts.calls,
@@ -1881,8 +1919,9 @@ impl Report {
     fn fmt_calls(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "warmline loadtest: {} calls, {} at once (peak {}), server {}, {:.1} s",
+            "warmline loadtest: {} {} calls, {} at once (peak {}), server {}, {:.1} s",
             self.calls_requested,
+            self.provider.name(),
             self.concurrency,
             self.peak_concurrency,
             self.server,
@@ -2086,6 +2125,7 @@ mod tests {
             auth_token: TEST_AUTH_TOKEN.into(),
             api_token: "loadtest-api-token".into(),
             server_pid: None,
+            provider: Provider::Twilio,
             instances: 1,
             settings: Box::default(),
         };
