@@ -493,21 +493,22 @@ mod tests {
     }
 
     fn report(concurrency: usize, p95_ms: Option<f64>, lost: usize, overload: usize) -> Report {
-        let mut r = Report::default();
-        r.concurrency = concurrency;
-        r.calls_requested = concurrency;
-        r.completed = concurrency - lost;
-        r.lost_calls = (0..lost).map(|i| format!("CA{i} f: reset")).collect();
-        r.transfers_citing_overload = overload;
-        r.decision_latency = p95_ms.map(|p| super::super::Spread {
-            n: concurrency,
-            mean_ms: p / 2.0,
-            p50_ms: p / 2.0,
-            p95_ms: p,
-            p99_ms: p,
-            max_ms: p,
-        });
-        r
+        Report {
+            concurrency,
+            calls_requested: concurrency,
+            completed: concurrency - lost,
+            lost_calls: (0..lost).map(|i| format!("CA{i} f: reset")).collect(),
+            transfers_citing_overload: overload,
+            decision_latency: p95_ms.map(|p| super::super::Spread {
+                n: concurrency,
+                mean_ms: p / 2.0,
+                p50_ms: p / 2.0,
+                p95_ms: p,
+                p99_ms: p,
+                max_ms: p,
+            }),
+            ..Report::default()
+        }
     }
 
     #[test]
