@@ -40,7 +40,13 @@ use crate::config::Settings;
 use crate::replay::fixture::{Act, Fixture};
 use crate::telephony::twilio::signature;
 
+pub mod ceiling;
+mod machine;
+pub mod providers;
 mod scale;
+pub use ceiling::{Ceiling, CeilingOptions, Search, Step};
+pub use machine::Machine;
+pub use providers::Provider;
 pub use scale::InstanceFigures;
 
 /// Credentials of the in-process server; start a `--url` server with these (or pass yours).
@@ -127,6 +133,10 @@ pub struct LoadtestOptions {
     /// Reports per-instance and total figures.
     #[arg(long, default_value_t = 1)]
     pub instances: usize,
+    /// Whose protocol the callers speak (its webhooks, signatures, media stream and REST
+    /// API, all faked on loopback). Other than twilio: in-process server only.
+    #[arg(long, value_enum, default_value_t = Provider::Twilio)]
+    pub provider: Provider,
     /// With --url: the server's pid, for CPU and memory per call.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -151,6 +161,12 @@ impl LoadtestOptions {
             bail!("--ramp-seconds must be a non-negative number");
         }
         scale::check(self)?;
+        if self.provider != Provider::Twilio && self.url.is_some() {
+            bail!(
+                "--provider {} runs its own server: it cannot be combined with --url",
+                self.provider.name()
+            );
+        }
         match (&self.url, self.fake_port, self.server_pid) {
             (Some(url), Some(_), _) => require_loopback(url),
             (Some(_), None, _) => {
@@ -191,24 +207,22 @@ pub async fn run(opts: LoadtestOptions) -> Result<Report> {
         &opts.auth_token,
     )
     .await?;
-    let result = run_against(&opts, fixtures, fixture_note, fake).await;
+    let result = match Server::for_run(&opts, &fake).await {
+        Ok(server) => run_against(&opts, fixtures, fixture_note, fake, &server).await,
+        Err(e) => Err(e),
+    };
     fake_task.abort();
     result
 }
 
+/// One run's calls against `server` (which may serve several runs: `--find-ceiling`).
 async fn run_against(
     opts: &LoadtestOptions,
     fixtures: Vec<Arc<Fixture>>,
     fixture_note: String,
     fake: Arc<FakeTwilio>,
+    server: &Server,
 ) -> Result<Report> {
-    let server = match &opts.url {
-        Some(url) => Server::Remote {
-            base: url.trim_end_matches('/').to_string(),
-            pid: opts.server_pid,
-        },
-        None => Server::InProcess(InProcess::start(opts, fake.addr).await?),
-    };
     let mut auth = reqwest::header::HeaderMap::new();
     auth.insert(
         reqwest::header::AUTHORIZATION,
@@ -222,12 +236,16 @@ async fn run_against(
         .build()
         .context("building the HTTP client")?;
     wait_ready(&http, server.base()).await?;
-    let before = Snapshot::take(&http, &server).await?;
+    let before = Snapshot::take(&http, server).await?;
     let sampler = server.proc_dir().map(RssSampler::start);
+    let (account_sid, auth_token) = opts
+        .provider
+        .credentials(&opts.account_sid, &opts.auth_token);
     let ctx = Arc::new(Ctx {
         base: server.base().to_string(),
-        account_sid: opts.account_sid.clone(),
-        auth_token: opts.auth_token.clone(),
+        provider: opts.provider,
+        account_sid,
+        auth_token,
         http: http.clone(),
         fake: fake.clone(),
         call_timeout: Duration::from_secs(opts.call_timeout),
@@ -238,10 +256,10 @@ async fn run_against(
     let started = Instant::now();
     let calls = place_calls(&ctx, &fixtures, opts).await;
     let wall = started.elapsed();
-    let after = Snapshot::take(&http, &server).await?;
+    let after = Snapshot::take(&http, server).await?;
     let sampled_peak_kb = sampler.map(RssSampler::stop);
     let measured = Measured {
-        server: match &server {
+        server: match server {
             Server::InProcess(_) => "in-process".into(),
             Server::Remote { base, .. } => base.clone(),
         },
@@ -310,6 +328,17 @@ enum Server {
 }
 
 impl Server {
+    /// The `--url` server, or a new one in this process reporting to `fake`.
+    async fn for_run(opts: &LoadtestOptions, fake: &FakeTwilio) -> Result<Server> {
+        Ok(match &opts.url {
+            Some(url) => Server::Remote {
+                base: url.trim_end_matches('/').to_string(),
+                pid: opts.server_pid,
+            },
+            None => Server::InProcess(InProcess::start(opts, fake.addr).await?),
+        })
+    }
+
     fn base(&self) -> &str {
         match self {
             Server::InProcess(s) => &s.base,
@@ -353,6 +382,7 @@ impl InProcess {
         s.twilio_auth_token = Some(opts.auth_token.clone());
         s.twilio_api_base = format!("http://{fake}");
         s.handoff_webhook = Some(format!("http://{fake}/handoff"));
+        opts.provider.configure(&mut s, &format!("http://{fake}"));
         s.validate_signatures = true;
         s.api_tokens = vec![opts.api_token.clone()];
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -424,8 +454,8 @@ struct FakeCall {
 /// api.twilio.com's call-update endpoint (basic auth checked) and the handoff webhook.
 struct FakeTwilio {
     addr: SocketAddr,
-    authorization: String,
-    account_sid: String,
+    /// (account, `Authorization` header) pairs accepted: Twilio's and the SignalWire space's.
+    accounts: Vec<(String, String)>,
     calls: Mutex<HashMap<String, FakeCall>>,
     rejected: AtomicU64,
 }
@@ -441,11 +471,21 @@ impl FakeTwilio {
             .with_context(|| format!("binding the fake Twilio REST API on 127.0.0.1:{port}"))?;
         let fake = Arc::new(FakeTwilio {
             addr: listener.local_addr()?,
-            authorization: format!(
-                "Basic {}",
-                BASE64.encode(format!("{account_sid}:{auth_token}"))
-            ),
-            account_sid: account_sid.to_string(),
+            accounts: [
+                (account_sid, auth_token),
+                (
+                    providers::signalwire::PROJECT,
+                    providers::signalwire::API_TOKEN,
+                ),
+            ]
+            .iter()
+            .map(|(acct, token)| {
+                (
+                    acct.to_string(),
+                    format!("Basic {}", BASE64.encode(format!("{acct}:{token}"))),
+                )
+            })
+            .collect(),
             calls: Mutex::default(),
             rejected: AtomicU64::new(0),
         });
@@ -454,6 +494,7 @@ impl FakeTwilio {
                 "/2010-04-01/Accounts/{acct}/Calls/{call}",
                 post(fake_update),
             )
+            .route(providers::signalwire::LAML_UPDATE, post(fake_update))
             .route("/handoff", post(fake_card))
             .with_state(fake.clone());
         let task = tokio::spawn(async move {
@@ -486,13 +527,18 @@ async fn fake_update(
     // Stamped before anything else: this is the moment the transfer reached "Twilio".
     let at = Instant::now();
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if auth != Some(f.authorization.as_str()) || acct != f.account_sid {
+    let known = f
+        .accounts
+        .iter()
+        .any(|(a, authorization)| *a == acct && auth == Some(authorization.as_str()));
+    if !known {
         f.rejected.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::UNAUTHORIZED, Json(json!({"code": 20003})));
     }
     let call = call.trim_end_matches(".json");
+    // Twilio's transfer carries TwiML; SignalWire's the URL of warmline's transfer document.
     let twiml = form_urlencoded::parse(body.as_bytes())
-        .find(|(k, _)| k == "Twiml")
+        .find(|(k, _)| k == "Twiml" || k == "Url")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     let waiter = lock(&f.calls).get_mut(call).and_then(|c| c.waiter.take());
@@ -524,6 +570,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What every call needs.
 struct Ctx {
     base: String,
+    provider: Provider,
+    /// The account webhooks carry and the secret that signs them (the provider's).
     account_sid: String,
     auth_token: String,
     http: reqwest::Client,
@@ -735,7 +783,7 @@ async fn drive_call(ctx: &Ctx, fixture: &Fixture, out: &mut CallOutcome) -> Resu
         }
     };
     if let Some(update) = update {
-        settle_transfer(fixture, out, &update, &turn_ends)?;
+        settle_transfer(ctx.provider, fixture, out, &update, &turn_ends)?;
     }
     Ok(())
 }
@@ -819,13 +867,14 @@ async fn after_server_close(
 
 /// Records a REST transfer and its latency against the fixture's trigger turn.
 fn settle_transfer(
+    provider: Provider,
     fixture: &Fixture,
     out: &mut CallOutcome,
     update: &Update,
     turn_ends: &[Option<Instant>],
 ) -> Result<()> {
-    if !update.twiml.contains("<Dial") {
-        bail!("REST call update without <Dial>: {}", update.twiml);
+    if !provider.is_transfer(&update.twiml) {
+        bail!("REST call update that is not a transfer: {}", update.twiml);
     }
     out.end = End::Transferred;
     let trigger_end = fixture
@@ -930,7 +979,7 @@ async fn signed_post(ctx: &Ctx, url: &str, params: &[(String, String)]) -> Resul
     let response = ctx
         .http
         .post(url)
-        .header("X-Twilio-Signature", sig)
+        .header(ctx.provider.signature_header(), sig)
         .form(params)
         .send()
         .await
@@ -994,7 +1043,7 @@ fn unescape(s: &str) -> String {
 }
 
 async fn voice_webhook(ctx: &Ctx, out: &CallOutcome) -> Result<VoiceAnswer> {
-    let url = format!("{}/twilio/voice", ctx.base);
+    let url = format!("{}/{}/voice", ctx.base, ctx.provider.prefix());
     let from = out.caller_number();
     let params = form(&[
         ("AccountSid", &ctx.account_sid),
@@ -1624,8 +1673,11 @@ struct Measured {
     in_process: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The CPU the figures come from and the SIMD ggml used on it.
+    pub machine: Machine,
+    pub provider: Provider,
     pub server: String,
     pub fixtures: String,
     pub calls_requested: usize,
@@ -1701,6 +1753,8 @@ impl Report {
             Spread::of(&calls.iter().filter_map(f).collect::<Vec<_>>())
         };
         Report {
+            machine: Machine::detect(),
+            provider: m.opts.provider,
             server: m.server.clone(),
             fixtures: m.fixture_note.clone(),
             calls_requested: m.opts.calls,
@@ -1865,13 +1919,15 @@ impl Report {
     fn fmt_calls(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "warmline loadtest: {} calls, {} at once (peak {}), server {}, {:.1} s",
+            "warmline loadtest: {} {} calls, {} at once (peak {}), server {}, {:.1} s",
             self.calls_requested,
+            self.provider.name(),
             self.concurrency,
             self.peak_concurrency,
             self.server,
             self.wall_seconds
         )?;
+        writeln!(f, "  CPU               {}", self.machine)?;
         writeln!(f, "  fixtures          {}", self.fixtures)?;
         writeln!(
             f,
@@ -2069,6 +2125,7 @@ mod tests {
             auth_token: TEST_AUTH_TOKEN.into(),
             api_token: "loadtest-api-token".into(),
             server_pid: None,
+            provider: Provider::Twilio,
             instances: 1,
             settings: Box::default(),
         };

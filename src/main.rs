@@ -56,6 +56,8 @@ enum Command {
     Loadtest {
         #[command(flatten)]
         opts: warmline::loadtest::LoadtestOptions,
+        #[command(flatten)]
+        ceiling: warmline::loadtest::CeilingOptions,
         /// Print the report as JSON on stdout (the table then goes to stderr).
         #[arg(long)]
         json: bool,
@@ -153,7 +155,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cards,
         } => replay_cmd(&settings, &fixtures, quiet, cards),
         Command::Eval { fixtures, digits } => eval_cmd(&settings, &fixtures, digits.as_deref()),
-        Command::Loadtest { opts, json } => loadtest_cmd(settings, opts, json),
+        Command::Loadtest {
+            opts,
+            ceiling,
+            json,
+        } => loadtest_cmd(settings, opts, ceiling, json),
         Command::Transcribe { files } => transcribe_cmd(&settings, &files),
         Command::Console {
             command: ConsoleCommand::HashPassword,
@@ -255,6 +261,7 @@ fn serve(settings: Settings) -> Result<ExitCode> {
 fn loadtest_cmd(
     settings: Settings,
     mut opts: warmline::loadtest::LoadtestOptions,
+    ceiling: warmline::loadtest::CeilingOptions,
     json: bool,
 ) -> Result<ExitCode> {
     opts.settings = Box::new(settings);
@@ -262,6 +269,24 @@ fn loadtest_cmd(
         .enable_all()
         .thread_name("loadtest")
         .build()?;
+    if ceiling.find_ceiling {
+        // Rows are printed as each step ends (minutes apart); with --json they go to stderr
+        // and stdout gets the whole result once.
+        let print: fn(&str) = if json {
+            |line| eprintln!("{line}")
+        } else {
+            |line| println!("{line}")
+        };
+        let found = runtime.block_on(warmline::loadtest::ceiling::run(opts, ceiling, print))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&found)?);
+        }
+        return Ok(if found.ceiling > 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let report = runtime.block_on(warmline::loadtest::run(opts))?;
     if json {
         // Machine-readable on stdout; the human table still goes to the terminal.

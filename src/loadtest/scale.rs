@@ -96,7 +96,13 @@ async fn spread(opts: &LoadtestOptions, fake: std::sync::Arc<FakeTwilio>) -> Res
         o.calls = share(opts.calls, n, i);
         o.concurrency = share(opts.concurrency, n, i);
         let (fixtures, note, fake) = (fixtures.clone(), fixture_note.clone(), fake.clone());
-        async move { run_against(&o, fixtures, note, fake).await }
+        // Seen from outside, as a --url server: the process-wide CPU and memory are taken
+        // once for all instances below.
+        let server = Server::Remote {
+            base: s.base().to_string(),
+            pid: None,
+        };
+        async move { run_against(&o, fixtures, note, fake, &server).await }
     });
     let mut reports = futures_util::future::try_join_all(runs).await?;
     let wall = started.elapsed();
