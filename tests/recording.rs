@@ -140,8 +140,14 @@ fn warmline(data_dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The replay tests compare a live call with its replay, and a live call's turns depend on how
+/// long its transcriptions take: two of them at once on a small machine slow each other's
+/// Whisper and change where the live call's turns end. So they run one at a time.
+static ONE_LIVE_CALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_call_exports_and_replays_to_the_same_transcript_and_decisions() {
+    let _alone = ONE_LIVE_CALL.lock().await;
     let h = recording_server(|_| {}).await;
     let sid = "CArecordedreplay0001";
     let mut call = h.open_call(sid).await;
@@ -494,6 +500,7 @@ async fn the_server_sweeps_recordings_by_age_and_total_size() {
 /// clock goes wrong).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_talked_over_the_greeting_replays_with_the_same_barge_in() {
+    let _alone = ONE_LIVE_CALL.lock().await;
     let h = recording_server(|_| {}).await;
     let sid = "CArecordedbargein01";
     let mut call = h.open_call(sid).await;

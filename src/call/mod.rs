@@ -18,13 +18,10 @@ pub use policy::{Decision, Reason};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::audio::Prosody;
 use crate::handoff::Handoff;
-
-/// Milliseconds since the call started, on whatever clock the driver uses (wall or virtual).
-pub type Millis = u64;
+pub use crate::handoff::{Millis, Speaker, TranscriptLine};
 
 /// What the engine knows about a call when it starts.
 #[derive(Debug, Clone)]
@@ -94,29 +91,6 @@ pub enum Action {
     Hangup,
     /// Persist this before acting on anything else.
     Record(Record),
-}
-
-/// Who spoke a transcript line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Speaker {
-    Caller,
-    System,
-}
-
-/// One line of the call transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TranscriptLine {
-    pub t_ms: Millis,
-    pub speaker: Speaker,
-    pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub confidence: Option<f32>,
-    /// Prompt id for system lines.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub prompt: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub prosody: Option<Prosody>,
 }
 
 /// What the store keeps, written as the call goes.

@@ -1,47 +1,10 @@
 //! The escalation policy: given what one caller turn meant and what the call has seen so far,
 //! what warmline does next. Pure; the engine gathers the signals and carries out the decision.
 
-use serde::{Deserialize, Serialize};
-
 use crate::analysis::tone::Trend;
 use crate::dialplan::Escalation;
 use crate::handoff::Priority;
-
-/// Why a caller was handed to a human (the context card's `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    ExplicitRequest,
-    RepeatedRequest,
-    Dtmf,
-    NegativeSentiment,
-    NotUnderstood,
-    LowConfidence,
-    UnsupportedLanguage,
-    Dialplan,
-    /// Something inside warmline failed mid-call (speech recognition, the media socket, a
-    /// shutdown): the caller did nothing wrong, and the agent should know that.
-    SystemFault,
-    /// The line was at capacity when the caller arrived or spoke.
-    Overload,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::ExplicitRequest => "explicit_request",
-            Reason::RepeatedRequest => "repeated_request",
-            Reason::Dtmf => "dtmf",
-            Reason::NegativeSentiment => "negative_sentiment",
-            Reason::NotUnderstood => "not_understood",
-            Reason::LowConfidence => "low_confidence",
-            Reason::UnsupportedLanguage => "unsupported_language",
-            Reason::Dialplan => "dialplan",
-            Reason::SystemFault => "system_fault",
-            Reason::Overload => "overload",
-        }
-    }
-}
+pub use crate::handoff::Reason;
 
 /// What warmline does after a caller turn.
 #[derive(Debug, Clone, PartialEq)]

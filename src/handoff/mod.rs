@@ -1,14 +1,17 @@
 //! What travels with a caller to a human: the context card (CONTRACT.md), the two-sentence
 //! written summary, the spoken summary the agent hears, and the line the caller hears.
 
+mod reason;
 mod summary;
+mod transcript;
 
+pub use reason::Reason;
 pub use summary::{SummaryInput, caller_line, spoken_summary, written_summary};
+pub use transcript::{Millis, Speaker, TranscriptLine};
 
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::numbers::Facts;
-use crate::call::TranscriptLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,8 +5,7 @@
 //! hears where they are going and what was passed on (VOICE.md).
 
 use crate::analysis::numbers::Facts;
-use crate::call::Reason;
-use crate::handoff::Priority;
+use crate::handoff::{Priority, Reason};
 
 /// Everything a summary may draw on.
 #[derive(Debug, Clone)]

@@ -330,14 +330,8 @@ impl SttEngine {
         grammar: Grammar,
         threads: usize,
     ) -> Result<(Transcript, PathScore), SttError> {
-        let mut padded;
-        let audio = if samples.len() < MIN_SAMPLES {
-            padded = samples.to_vec();
-            padded.resize(MIN_SAMPLES, 0.0);
-            &padded[..]
-        } else {
-            samples
-        };
+        let audio = at_least_min(samples);
+        let audio = &audio[..];
         let constraint = Constraint {
             grammar,
             eot: self.ctx.token_eot(),
@@ -399,14 +393,8 @@ impl SttEngine {
         prompt: &str,
         opts: RunOpts<'_>,
     ) -> Result<Transcript, SttError> {
-        let mut padded;
-        let audio = if samples.len() < MIN_SAMPLES {
-            padded = samples.to_vec();
-            padded.resize(MIN_SAMPLES, 0.0);
-            &padded[..]
-        } else {
-            samples
-        };
+        let audio = at_least_min(samples);
+        let audio = &audio[..];
         let guard = LoopGuard {
             eot: self.ctx.token_eot(),
             n_vocab: self.ctx.n_vocab() as usize,
@@ -692,6 +680,16 @@ unsafe extern "C" fn constrain(
         .filter(|&id| id < constraint.eot)
         .collect();
     constraint.filter(&ids, logits);
+}
+
+/// Whisper refuses audio shorter than [`MIN_SAMPLES`]; a short utterance is padded with silence.
+fn at_least_min(samples: &[f32]) -> std::borrow::Cow<'_, [f32]> {
+    if samples.len() >= MIN_SAMPLES {
+        return std::borrow::Cow::Borrowed(samples);
+    }
+    let mut padded = samples.to_vec();
+    padded.resize(MIN_SAMPLES, 0.0);
+    std::borrow::Cow::Owned(padded)
 }
 
 #[cfg(test)]

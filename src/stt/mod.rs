@@ -59,11 +59,7 @@ pub trait Transcriber: Send + Sync {
 
 impl Transcriber for engine::SttEngine {
     fn transcribe(&self, samples: &[f32], initial_prompt: &str) -> Result<Transcript, SttFailure> {
-        match engine::SttEngine::transcribe(self, samples, initial_prompt) {
-            Ok(out) => Ok(out.transcript),
-            Err(engine::SttError::Busy) => Err(SttFailure::Overloaded),
-            Err(e) => Err(SttFailure::Failed(e.to_string())),
-        }
+        failure_of(engine::SttEngine::transcribe(self, samples, initial_prompt))
     }
 
     fn transcribe_as(
@@ -76,11 +72,23 @@ impl Transcriber for engine::SttEngine {
             threads: self.config().threads,
             cancel: None,
         };
-        match engine::SttEngine::transcribe_as(self, samples, initial_prompt, mode, opts) {
-            Ok(out) => Ok(out.transcript),
-            Err(engine::SttError::Busy) => Err(SttFailure::Overloaded),
-            Err(e) => Err(SttFailure::Failed(e.to_string())),
-        }
+        failure_of(engine::SttEngine::transcribe_as(
+            self,
+            samples,
+            initial_prompt,
+            mode,
+            opts,
+        ))
+    }
+}
+
+/// The engine's outcome as a call sees it: busy is overload (a person, soon), anything else a
+/// failure.
+fn failure_of(r: Result<engine::SttOutput, engine::SttError>) -> Result<Transcript, SttFailure> {
+    match r {
+        Ok(out) => Ok(out.transcript),
+        Err(engine::SttError::Busy) => Err(SttFailure::Overloaded),
+        Err(e) => Err(SttFailure::Failed(e.to_string())),
     }
 }
 
