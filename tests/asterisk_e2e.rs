@@ -156,6 +156,31 @@ async fn route(h: &Harness, uuid: &str, token: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// The billing caller (account 44719) was handed back: the dialplan's route lookup says
+/// billing, the agent's whisper tells the story, and the summary WAV that warmline-whisper in
+/// extensions.conf plays to the agent says the same.
+async fn billing_handed_back(h: &Harness, uuid: &str) {
+    let (status, queue) = route(h, uuid, PBX_TOKEN).await;
+    assert_eq!((status, queue.as_str()), (200, "billing"));
+    let r = h
+        .http
+        .get(format!(
+            "{}/asterisk/whisper/{uuid}?token={PBX_TOKEN}",
+            h.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    let whisper = r.text().await.unwrap();
+    assert!(
+        whisper.contains("Billing call") && whisper.contains("4 4 7 1 9"),
+        "{whisper}"
+    );
+    let handoff = handoff_id(h, uuid).await;
+    let url = format!("{}/audio/summary/{handoff}.wav", h.base);
+    speech::assert_summary_wav(&h.http, &url, &whisper).await;
+}
+
 /// `/asterisk/handoff/{uuid}`, as warmline-whisper asks it: the handoff id (128 bits, hex).
 async fn handoff_id(h: &Harness, uuid: &str) -> String {
     let r = h
@@ -197,26 +222,7 @@ async fn a_pbx_call_is_greeted_heard_and_handed_back_to_the_right_queue() {
         pbx.heard.len() > before,
         "audio stopped while the caller spoke"
     );
-    let (status, queue) = route(&h, &pbx.uuid, PBX_TOKEN).await;
-    assert_eq!((status, queue.as_str()), (200, "billing"));
-    let r = h
-        .http
-        .get(format!(
-            "{}/asterisk/whisper/{}?token={PBX_TOKEN}",
-            h.base, pbx.uuid
-        ))
-        .send()
-        .await
-        .unwrap();
-    let whisper = r.text().await.unwrap();
-    assert!(
-        whisper.contains("Billing call") && whisper.contains("4 4 7 1 9"),
-        "{whisper}"
-    );
-    // What warmline-whisper in extensions.conf plays to the agent.
-    let handoff = handoff_id(&h, &pbx.uuid).await;
-    let url = format!("{}/audio/summary/{handoff}.wav", h.base);
-    speech::assert_summary_wav(&h.http, &url, &whisper).await;
+    billing_handed_back(&h, &pbx.uuid).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, rec) = get_json(&h, &format!("/api/calls/{}", pbx.uuid)).await;
     assert_eq!(rec["handoff"]["facts"]["account_number"], "44719", "{rec}");
@@ -540,29 +546,7 @@ async fn chan_websocket_call_is_greeted_in_slin16_and_handed_back_to_the_right_q
     );
     // HANGUP is the last thing warmline says; Asterisk's Dial(…,g) continues the dialplan.
     assert_eq!(a.commands.last().map(String::as_str), Some("HANGUP"));
-    let (status, queue) = route(&h, &a.uniqueid, PBX_TOKEN).await;
-    assert_eq!((status, queue.as_str()), (200, "billing"));
-    let r = h
-        .http
-        .get(format!(
-            "{}/asterisk/whisper/{}?token={PBX_TOKEN}",
-            h.base, a.uniqueid
-        ))
-        .send()
-        .await
-        .unwrap();
-    let whisper = r.text().await.unwrap();
-    assert!(
-        whisper.contains("Billing call") && whisper.contains("4 4 7 1 9"),
-        "{whisper}"
-    );
-    let handoff = handoff_id(&h, &a.uniqueid).await;
-    speech::assert_summary_wav(
-        &h.http,
-        &format!("{}/audio/summary/{handoff}.wav", h.base),
-        &whisper,
-    )
-    .await;
+    billing_handed_back(&h, &a.uniqueid).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, rec) = get_json(&h, &format!("/api/calls/{}", a.uniqueid)).await;
     assert_eq!(rec["handoff"]["facts"]["account_number"], "44719", "{rec}");

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::telnyx::{
-    Stream, event, initiated, post_event, post_signed, signing_key, telnyx_line, unix_now,
+    FakeTelnyx, Stream, event, initiated, post_event, post_signed, signing_key, telnyx_line,
+    unix_now,
 };
-use common::twilio::{get_json, metrics};
+use common::twilio::{Harness, get_json, metrics};
 
 /// The dialplan's general queue, where an explicit request and the fallback both go.
 const GENERAL: &str = "+15550100000";
@@ -157,13 +158,10 @@ async fn forged_or_stale_webhooks_are_refused_and_admit_nothing() {
     assert!(m.contains("bad_signature"), "{m}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a_person_with_the_card()
- {
-    let (h, fake) = telnyx_line().await;
-    // DTMF 0 asks for a person.
-    let call = "v3:telnyx-e2e-dtmf";
-    let mut s = Stream::open(&h, &fake, call).await;
+/// Opens a call's stream, presses 0 and waits (at most 5 s) until warmline asks Telnyx to
+/// transfer it; the stream stays open for what the test does next.
+async fn zero_until_transfer(h: &Harness, fake: &FakeTelnyx, call: &str) -> Stream {
+    let mut s = Stream::open(h, fake, call).await;
     s.silence(5).await;
     s.dtmf("0").await;
     let until = Instant::now() + Duration::from_secs(5);
@@ -171,6 +169,16 @@ async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a
         assert!(Instant::now() < until, "DTMF 0 did not transfer");
         s.silence(2).await;
     }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a_person_with_the_card()
+ {
+    let (h, fake) = telnyx_line().await;
+    // DTMF 0 asks for a person.
+    let call = "v3:telnyx-e2e-dtmf";
+    let s = zero_until_transfer(&h, &fake, call).await;
     drop(s);
 
     // The socket drops mid-call, no `stop`, no decision: the caller is transferred to the
@@ -298,14 +306,7 @@ async fn a_failed_agent_leg_sends_the_caller_to_the_fallback_queue_once_with_the
     let first_transfer = |call: &'static str| {
         let (h, fake) = (&h, &fake);
         async move {
-            let mut s = Stream::open(h, fake, call).await;
-            s.silence(5).await;
-            s.dtmf("0").await;
-            let until = Instant::now() + Duration::from_secs(5);
-            while !fake.actions_for(call).contains(&"transfer".to_string()) {
-                assert!(Instant::now() < until, "DTMF 0 did not transfer");
-                s.silence(2).await;
-            }
+            let s = zero_until_transfer(h, fake, call).await;
             let t = fake
                 .wait_for(call, "transfer", Duration::from_secs(1))
                 .await

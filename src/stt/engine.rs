@@ -635,11 +635,7 @@ unsafe extern "C" fn end_loops(
         let logits = std::slice::from_raw_parts_mut(logits, guard.n_vocab);
         (guard, tokens, logits)
     };
-    let ids: Vec<WhisperTokenId> = tokens
-        .iter()
-        .map(|t| t.id)
-        .filter(|&id| id < guard.eot)
-        .collect();
+    let ids = text_ids(tokens, guard.eot);
     if guard.repeat_at(&guard.vocab.keys(&ids)).is_some() {
         for (id, logit) in logits.iter_mut().enumerate() {
             if id != guard.eot as usize {
@@ -674,12 +670,14 @@ unsafe extern "C" fn constrain(
         let logits = std::slice::from_raw_parts_mut(logits, constraint.n_vocab);
         (constraint, tokens, logits)
     };
-    let ids: Vec<WhisperTokenId> = tokens
-        .iter()
-        .map(|t| t.id)
-        .filter(|&id| id < constraint.eot)
-        .collect();
+    let ids = text_ids(tokens, constraint.eot);
     constraint.filter(&ids, logits);
+}
+
+/// The text tokens decoded so far (the ids below end-of-text; timestamps and specials are not
+/// words), as both logits filters judge them.
+fn text_ids(tokens: &[WhisperTokenData], eot: WhisperTokenId) -> Vec<WhisperTokenId> {
+    tokens.iter().map(|t| t.id).filter(|&id| id < eot).collect()
 }
 
 /// Whisper refuses audio shorter than [`MIN_SAMPLES`]; a short utterance is padded with silence.
