@@ -34,23 +34,38 @@ impl ProviderSettings {
     pub fn keys() -> &'static [&'static str] {
         static KEYS: OnceLock<&'static [&'static str]> = OnceLock::new();
         KEYS.get_or_init(|| {
+            // Destructured, so a provider added to the struct but not here does not compile.
+            let ProviderSettings {
+                twilio,
+                signalwire,
+                plivo,
+                telnyx,
+                asterisk,
+            } = ProviderSettings::default();
             let all = [
-                keys_of::<TwilioSettings>(),
-                keys_of::<SignalWireSettings>(),
-                keys_of::<PlivoSettings>(),
-                keys_of::<TelnyxSettings>(),
-                keys_of::<AsteriskSettings>(),
+                keys_like(&twilio),
+                keys_like(&signalwire),
+                keys_like(&plivo),
+                keys_like(&telnyx),
+                keys_like(&asterisk),
             ];
             Vec::leak(all.concat())
         })
     }
 
     pub fn apply_env(&mut self, env: &Env) -> Result<(), ConfigError> {
-        self.twilio.apply_env(env)?;
-        self.signalwire.apply_env(env)?;
-        self.plivo.apply_env(env)?;
-        self.telnyx.apply_env(env)?;
-        self.asterisk.apply_env(env)
+        let ProviderSettings {
+            twilio,
+            signalwire,
+            plivo,
+            telnyx,
+            asterisk,
+        } = self;
+        twilio.apply_env(env)?;
+        signalwire.apply_env(env)?;
+        plivo.apply_env(env)?;
+        telnyx.apply_env(env)?;
+        asterisk.apply_env(env)
     }
 }
 
@@ -90,7 +105,7 @@ impl<'de> Deserialize<'de> for ProviderSettings {
 
 /// The keys a derived `Deserialize` struct reads, as it names them to the deserializer, so the
 /// list cannot drift from the struct.
-fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+fn keys_like<T: DeserializeOwned>(_: &T) -> &'static [&'static str] {
     #[derive(Debug)]
     struct Named(&'static [&'static str]);
     impl std::fmt::Display for Named {
