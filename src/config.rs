@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::audio::frontend::FrontendConfig;
 use crate::stt::engine::SttConfig;
+use crate::telephony::ProviderSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -44,9 +45,11 @@ pub struct Settings {
     /// A ggml Whisper model; when unset the default model is pulled into `models_dir`.
     pub model: Option<PathBuf>,
     pub models_dir: PathBuf,
-    pub twilio_account_sid: Option<String>,
-    pub twilio_auth_token: Option<String>,
-    pub twilio_api_base: String,
+    /// Every provider's settings, under the same top-level keys as the rest (`twilio_account_sid`,
+    /// `telnyx_api_key`, …); each provider's folder owns its own (see `telephony::registry`).
+    #[serde(flatten)]
+    pub providers: ProviderSettings,
+    /// Providers' request signatures are checked; off only for local development.
     pub validate_signatures: bool,
     pub handoff_webhook: Option<String>,
     /// Bearer tokens for the caller-data routes (`/api/calls*`). Plain, or `sha256:<hex>` so
@@ -55,31 +58,6 @@ pub struct Settings {
     /// Lets the server listen on a non-loopback address with provider signature validation
     /// off. Without it that combination is refused at startup: anyone could inject calls.
     pub allow_insecure: bool,
-    /// SignalWire project id (the `AccountSid` of its cXML webhooks; REST basic-auth user).
-    pub signalwire_project: Option<String>,
-    /// SignalWire API token (REST basic-auth password).
-    pub signalwire_token: Option<String>,
-    /// SignalWire Signing Key (signs its webhooks).
-    pub signalwire_signing_key: Option<String>,
-    /// SignalWire space URL, e.g. `https://example.signalwire.com`.
-    pub signalwire_space_url: Option<String>,
-    /// Plivo auth id (REST user, and the account its webhooks are signed for).
-    pub plivo_auth_id: Option<String>,
-    /// Plivo auth token (REST password; signs its webhooks).
-    pub plivo_auth_token: Option<String>,
-    /// Plivo REST base URL.
-    pub plivo_api_base: String,
-    /// Telnyx API v2 key (Call Control commands, `Authorization: Bearer`).
-    pub telnyx_api_key: Option<String>,
-    /// Telnyx account public key, base64 of the 32-byte Ed25519 key (verifies its webhooks).
-    pub telnyx_public_key: Option<String>,
-    /// Telnyx REST base URL.
-    pub telnyx_api_base: String,
-    /// Where Asterisk's AudioSocket connects (e.g. `127.0.0.1:9092`); off when unset.
-    pub audiosocket_listen: Option<SocketAddr>,
-    /// Shared secret the Asterisk dialplan sends when it asks warmline for a call's route;
-    /// AudioSocket stays off without it.
-    pub asterisk_token: Option<String>,
     /// Calls served at once; beyond this, new calls go straight to a human.
     pub max_calls: usize,
     pub limits: Limits,
@@ -194,25 +172,11 @@ impl Default for Settings {
             media_url: None,
             model: None,
             models_dir: "models".into(),
-            twilio_account_sid: None,
-            twilio_auth_token: None,
-            twilio_api_base: "https://api.twilio.com".into(),
+            providers: ProviderSettings::default(),
             validate_signatures: true,
             handoff_webhook: None,
             api_tokens: Vec::new(),
             allow_insecure: false,
-            signalwire_project: None,
-            signalwire_token: None,
-            signalwire_signing_key: None,
-            signalwire_space_url: None,
-            plivo_auth_id: None,
-            plivo_auth_token: None,
-            plivo_api_base: "https://api.plivo.com".into(),
-            telnyx_api_key: None,
-            telnyx_public_key: None,
-            telnyx_api_base: "https://api.telnyx.com".into(),
-            audiosocket_listen: None,
-            asterisk_token: None,
             max_calls: 64,
             limits: Limits::default(),
             stt: SttConfig::default(),
@@ -257,84 +221,32 @@ impl Settings {
 
     /// Applies overrides from a variable lookup (the process environment, or a map in tests).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let nonempty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if let Some(v) = nonempty("WARMLINE_LISTEN") {
-            self.listen = v
-                .parse()
-                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                    var: "WARMLINE_LISTEN",
-                    value: v.clone(),
-                    message: e.to_string(),
-                })?;
+        let env = Env(&get);
+        if let Some(v) = env.parse("WARMLINE_LISTEN")? {
+            self.listen = v;
         }
-        if let Some(v) = nonempty("WARMLINE_PUBLIC_URL") {
+        if let Some(v) = env.get("WARMLINE_PUBLIC_URL") {
             self.public_url = v;
         }
-        if let Some(v) = nonempty("WARMLINE_DIALPLAN") {
+        if let Some(v) = env.get("WARMLINE_DIALPLAN") {
             self.dialplan = v.into();
         }
-        if let Some(v) = nonempty("WARMLINE_DATA_DIR") {
+        if let Some(v) = env.get("WARMLINE_DATA_DIR") {
             self.data_dir = v.into();
         }
-        if let Some(v) = nonempty("WARMLINE_DATABASE_URL") {
-            self.database_url = Some(v);
-        }
-        if let Some(v) = nonempty("WARMLINE_MEDIA_URL") {
-            self.media_url = Some(v);
-        }
-        if let Some(v) = nonempty("WARMLINE_MODEL") {
+        env.set("WARMLINE_DATABASE_URL", &mut self.database_url);
+        env.set("WARMLINE_MEDIA_URL", &mut self.media_url);
+        if let Some(v) = env.get("WARMLINE_MODEL") {
             self.model = Some(v.into());
         }
-        if let Some(v) = nonempty("TWILIO_ACCOUNT_SID") {
-            self.twilio_account_sid = Some(v);
+        if let Some(v) = env.flag("WARMLINE_VALIDATE_SIGNATURES")? {
+            self.validate_signatures = v;
         }
-        if let Some(v) = nonempty("TWILIO_AUTH_TOKEN") {
-            self.twilio_auth_token = Some(v);
+        if let Some(v) = env.flag("WARMLINE_ALLOW_INSECURE")? {
+            self.allow_insecure = v;
         }
-        if let Some(v) = nonempty("WARMLINE_TWILIO_API_BASE") {
-            self.twilio_api_base = v;
-        }
-        if let Some(v) = nonempty("WARMLINE_VALIDATE_SIGNATURES") {
-            self.validate_signatures = flag("WARMLINE_VALIDATE_SIGNATURES", v)?;
-        }
-        if let Some(v) = nonempty("WARMLINE_ALLOW_INSECURE") {
-            self.allow_insecure = flag("WARMLINE_ALLOW_INSECURE", v)?;
-        }
-        if let Some(v) = nonempty("WARMLINE_AUDIOSOCKET_LISTEN") {
-            self.audiosocket_listen =
-                Some(
-                    v.parse()
-                        .map_err(|e: std::net::AddrParseError| ConfigError::Env {
-                            var: "WARMLINE_AUDIOSOCKET_LISTEN",
-                            value: v.clone(),
-                            message: e.to_string(),
-                        })?,
-                );
-        }
-        for (var, slot) in [
-            ("SIGNALWIRE_PROJECT_ID", &mut self.signalwire_project),
-            ("SIGNALWIRE_API_TOKEN", &mut self.signalwire_token),
-            ("SIGNALWIRE_SIGNING_KEY", &mut self.signalwire_signing_key),
-            ("SIGNALWIRE_SPACE_URL", &mut self.signalwire_space_url),
-            ("PLIVO_AUTH_ID", &mut self.plivo_auth_id),
-            ("PLIVO_AUTH_TOKEN", &mut self.plivo_auth_token),
-            ("TELNYX_API_KEY", &mut self.telnyx_api_key),
-            ("TELNYX_PUBLIC_KEY", &mut self.telnyx_public_key),
-        ] {
-            if let Some(v) = nonempty(var) {
-                *slot = Some(v);
-            }
-        }
-        if let Some(v) = nonempty("WARMLINE_PLIVO_API_BASE") {
-            self.plivo_api_base = v;
-        }
-        if let Some(v) = nonempty("WARMLINE_TELNYX_API_BASE") {
-            self.telnyx_api_base = v;
-        }
-        if let Some(v) = nonempty("WARMLINE_ASTERISK_TOKEN") {
-            self.asterisk_token = Some(v);
-        }
-        if let Some(v) = nonempty("WARMLINE_API_TOKENS") {
+        self.providers.apply_env(&env)?;
+        if let Some(v) = env.get("WARMLINE_API_TOKENS") {
             self.api_tokens = v
                 .split(',')
                 .map(str::trim)
@@ -342,14 +254,12 @@ impl Settings {
                 .map(str::to_string)
                 .collect();
         }
-        if let Some(v) = nonempty("WARMLINE_HANDOFF_WEBHOOK") {
-            self.handoff_webhook = Some(v);
+        env.set("WARMLINE_HANDOFF_WEBHOOK", &mut self.handoff_webhook);
+        if let Some(v) = env.flag("WARMLINE_RECORD_CALLS")? {
+            self.recording.enabled = v;
         }
-        if let Some(v) = nonempty("WARMLINE_RECORD_CALLS") {
-            self.recording.enabled = flag("WARMLINE_RECORD_CALLS", v)?;
-        }
-        if let Some(v) = nonempty("WARMLINE_REDACT_NUMBERS") {
-            self.recording.redact_numbers = flag("WARMLINE_REDACT_NUMBERS", v)?;
+        if let Some(v) = env.flag("WARMLINE_REDACT_NUMBERS")? {
+            self.recording.redact_numbers = v;
         }
         self.public_url = self.public_url.trim_end_matches('/').to_string();
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
@@ -392,22 +302,70 @@ impl Settings {
     }
 }
 
-fn flag(var: &'static str, v: String) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Env {
-            var,
-            value: v,
-            message: "expected true or false".into(),
-        }),
+/// The environment as settings read it, for [`Settings::apply_env`] and each provider's own
+/// settings: a variable set to blanks counts as unset, and a value that does not parse is an
+/// error naming its variable.
+pub struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    pub fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
     }
+
+    /// Overwrites `slot` when `var` is set.
+    pub fn set(&self, var: &str, slot: &mut Option<String>) {
+        if let Some(v) = self.get(var) {
+            *slot = Some(v);
+        }
+    }
+
+    pub fn parse<T>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let Some(v) = self.get(var) else {
+            return Ok(None);
+        };
+        match v.parse() {
+            Ok(parsed) => Ok(Some(parsed)),
+            Err(e) => Err(ConfigError::Env {
+                var,
+                message: e.to_string(),
+                value: v,
+            }),
+        }
+    }
+
+    pub fn flag(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
+        let Some(v) = self.get(var) else {
+            return Ok(None);
+        };
+        match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError::Env {
+                var,
+                value: v,
+                message: "expected true or false".into(),
+            }),
+        }
+    }
+}
+
+/// A variable lookup holding just `pairs`, for tests of the environment layer.
+#[cfg(test)]
+pub(crate) fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let m: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn shipped_assets_are_found_from_anywhere_and_nothing_else_moves() {
@@ -423,14 +381,6 @@ mod tests {
         assert_eq!(s.prompts_dir, Path::new("/srv/warmline/voice-prompts"));
         assert_eq!(s.models_dir, Path::new("/srv/warmline/models"));
         assert_eq!((s.max_calls, s.data_dir), (3, PathBuf::from("data")));
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     #[test]

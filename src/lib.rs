@@ -10,6 +10,7 @@ pub mod call;
 pub mod config;
 pub mod dialplan;
 pub mod handoff;
+pub mod http;
 pub mod loadtest;
 pub mod metrics;
 pub mod prompts;

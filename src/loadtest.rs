@@ -378,9 +378,9 @@ impl InProcess {
         ));
         let mut s = (*opts.settings).clone();
         s.data_dir = data_dir.clone();
-        s.twilio_account_sid = Some(opts.account_sid.clone());
-        s.twilio_auth_token = Some(opts.auth_token.clone());
-        s.twilio_api_base = format!("http://{fake}");
+        s.providers.twilio.account_sid = Some(opts.account_sid.clone());
+        s.providers.twilio.auth_token = Some(opts.auth_token.clone());
+        s.providers.twilio.api_base = format!("http://{fake}");
         s.handoff_webhook = Some(format!("http://{fake}/handoff"));
         opts.provider.configure(&mut s, &format!("http://{fake}"));
         s.validate_signatures = true;

@@ -28,8 +28,8 @@ async fn start_pbx_line() -> (Harness, SocketAddr) {
         .local_addr()
         .unwrap();
     let h = start_with(|s| {
-        s.audiosocket_listen = Some(port);
-        s.asterisk_token = Some(PBX_TOKEN.into());
+        s.providers.asterisk.audiosocket_listen = Some(port);
+        s.providers.asterisk.token = Some(PBX_TOKEN.into());
     })
     .await;
     // The listener starts with the HTTP server; wait for it.
@@ -345,7 +345,7 @@ mod ws {
     >;
 
     pub async fn start_ws_line() -> Harness {
-        start_with(|s| s.asterisk_token = Some(PBX_TOKEN.into())).await
+        start_with(|s| s.providers.asterisk.token = Some(PBX_TOKEN.into())).await
     }
 
     pub fn basic(password: &str) -> String {
@@ -671,7 +671,7 @@ async fn chan_websocket_dropped_socket_fails_open_and_the_upgrade_needs_the_secr
     );
 
     // Without the secret configured, the endpoint does not exist.
-    let off = start_with(|s| s.asterisk_token = None).await;
+    let off = start_with(|s| s.providers.asterisk.token = None).await;
     assert_eq!(
         ws::connect(&off, "call=1733149999.17", Some(&ws::basic(PBX_TOKEN)))
             .await

@@ -62,9 +62,9 @@ async fn plivo_line() -> (Harness, FakePlivo) {
     let addr: SocketAddr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let h = start_with(|s| {
-        s.plivo_auth_id = Some(AUTH_ID.into());
-        s.plivo_auth_token = Some(AUTH_TOKEN.into());
-        s.plivo_api_base = format!("http://{addr}");
+        s.providers.plivo.auth_id = Some(AUTH_ID.into());
+        s.providers.plivo.auth_token = Some(AUTH_TOKEN.into());
+        s.providers.plivo.api_base = format!("http://{addr}");
     })
     .await;
     (h, fake)

@@ -93,10 +93,10 @@ async fn post_sw(h: &Harness, path: &str, params: &[(&str, &str)]) -> (u16, Stri
 async fn sw_line() -> (Harness, Space) {
     let (space, addr) = start_space().await;
     let h = start_with(|s| {
-        s.signalwire_project = Some(PROJECT.into());
-        s.signalwire_token = Some(API_TOKEN_SW.into());
-        s.signalwire_signing_key = Some(SIGNING_KEY.into());
-        s.signalwire_space_url = Some(format!("http://{addr}"));
+        s.providers.signalwire.project = Some(PROJECT.into());
+        s.providers.signalwire.token = Some(API_TOKEN_SW.into());
+        s.providers.signalwire.signing_key = Some(SIGNING_KEY.into());
+        s.providers.signalwire.space_url = Some(format!("http://{addr}"));
     })
     .await;
     (h, space)

@@ -133,7 +133,7 @@ fn admit(
             return None;
         }
     };
-    // The webhook named the account (Twilio, SignalWire): the stream must name the same.
+    // A webhook that named its account binds the stream to it: the stream must name the same.
     if matches!(how, AdmitBy::Reservation)
         && !promised.account_sid.is_empty()
         && start.account != promised.account_sid
@@ -320,8 +320,8 @@ async fn drive(
     let engine = match Engine::new(info, state.book.clone()) {
         Ok(e) => e,
         Err(e) => {
-            // Closing the stream makes the provider fall back (Twilio's <Connect action>, the
-            // PBX dialplan), which dials a person.
+            // Closing the stream makes the provider fall back (its after-stream callback, or
+            // the PBX dialplan), which dials a person.
             tracing::error!(error = %e, "cannot start the call engine: failing open");
             let _ = outbox.try_send(Out2::Close);
             return "stream_dropped";
@@ -542,8 +542,9 @@ impl Driver {
         self.apply(actions);
     }
 
-    /// The socket went away without `stop`: record a handoff so `/twilio/stream-ended` can
-    /// dial a person with context, but do not call the REST API (Twilio is already moving on).
+    /// The socket went away without `stop`: record a handoff so the provider's fallback (its
+    /// after-stream callback, the PBX's route lookup) can dial a person with context, but do
+    /// not call the REST API (the provider is already moving on).
     fn on_socket_gone(&mut self, why: &str) {
         self.socket_open = false;
         if self.phase == Phase::Transferring {
@@ -777,9 +778,7 @@ impl Driver {
             let body = serde_json::to_value(card).unwrap_or_default();
             tokio::spawn(
                 async move {
-                    if let Err(e) =
-                        crate::telephony::twilio::rest::post_json(&http, &url, &body).await
-                    {
+                    if let Err(e) = crate::http::post_json(&http, &url, &body).await {
                         tracing::warn!(error = %e, "handoff webhook failed (card is stored)");
                     }
                 }
@@ -837,8 +836,8 @@ impl Driver {
                 self.close |= self.stop_seen;
             }
             Err(e) => {
-                // The caller must not be left hanging: closing the stream makes Twilio run the
-                // <Connect action>, whose answer tells them plainly and dials the team directly.
+                // The caller must not be left hanging: closing the stream starts the provider's
+                // fallback, which tells them plainly and dials the team directly.
                 tracing::error!(error = %e, "transfer failed: closing the stream so the fallback dials");
                 self.phase = Phase::TransferFailed;
                 self.close = true;

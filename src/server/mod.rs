@@ -33,12 +33,7 @@ use crate::metrics::Metrics;
 use crate::speech::Speech;
 use crate::store::Store;
 use crate::stt::engine::SttEngine;
-use crate::telephony::asterisk::routes as asterisk;
-use crate::telephony::control::{Control, Documents};
-use crate::telephony::plivo::routes::{self as plivo_routes, PlivoCarrier};
-use crate::telephony::telnyx::routes::{self as telnyx_routes, TelnyxCarrier};
-use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
-use crate::telephony::twilio::routes::{self as twilio_routes, TwimlCarrier};
+use crate::telephony::Provider;
 
 pub use records::RecordWriter;
 
@@ -51,14 +46,8 @@ pub struct AppState {
     pub store: Store,
     pub records: RecordWriter,
     pub metrics: Arc<Metrics>,
-    /// Twilio: its account, signing key and call control.
-    pub twilio: Arc<TwimlCarrier>,
-    /// SignalWire, when its project and keys are set.
-    pub signalwire: Option<Arc<TwimlCarrier>>,
-    /// Plivo, when its auth id and token are set.
-    pub plivo: Option<Arc<PlivoCarrier>>,
-    /// Telnyx, when its API key and public key are set.
-    pub telnyx: Option<Arc<TelnyxCarrier>>,
+    /// The providers the settings turned on, each with its account, keys and call control.
+    pub providers: Vec<Provider>,
     pub http: reqwest::Client,
     /// Call slots and the single-use stream tokens that claim them.
     pub admission: Arc<admission::Admission>,
@@ -134,17 +123,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/audio/summary/{handoff_id}", get(audio::summary))
         // The web console (its own login; see console/mod.rs).
         .merge(console::routes(state.clone()))
-        .with_state(state.clone())
-        .merge(asterisk::routes(state.clone()))
-        .merge(twilio_routes::routes(state.clone(), state.twilio.clone()));
-    if let Some(sw) = &state.signalwire {
-        app = app.merge(twilio_routes::routes(state.clone(), sw.clone()));
-    }
-    if let Some(p) = &state.plivo {
-        app = app.merge(plivo_routes::routes(state.clone(), p.clone()));
-    }
-    if let Some(t) = &state.telnyx {
-        app = app.merge(telnyx_routes::routes(state.clone(), t.clone()));
+        .with_state(state.clone());
+    for provider in &state.providers {
+        app = app.merge(provider.routes(state.clone()));
     }
     app
 }
@@ -166,42 +147,13 @@ pub fn build_state(
     let records = RecordWriter::spawn(store.clone(), metrics.clone());
     let recorder = crate::recording::Recorder::new(&settings.data_dir, settings.recording.clone());
     let book = crate::recording::playbook_for(book, &settings.recording);
-    let rest = match (&settings.twilio_account_sid, &settings.twilio_auth_token) {
-        (Some(sid), Some(token)) => Some(
-            TwilioRest::new(
-                &settings.twilio_api_base,
-                sid,
-                token,
-                RetryPolicy::default(),
-            )
-            .context("building the Twilio REST client")?,
-        ),
-        _ => {
-            tracing::warn!(
-                "TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN not set: transfers will fail and fall back to the stream-ended <Dial>"
-            );
-            None
-        }
-    };
+    let providers = Provider::from_settings(&settings)?;
     Ok(Arc::new(AppState {
         stt: OnceLock::new(),
         store,
         records,
         metrics,
-        twilio: Arc::new(TwimlCarrier {
-            prefix: "twilio",
-            account: settings.twilio_account_sid.clone(),
-            signing_key: settings.twilio_auth_token.clone(),
-            signature_headers: &["x-twilio-signature"],
-            control: Control::TwilioTwiml {
-                rest,
-                public_url: settings.public_url.clone(),
-                prefix: "twilio",
-            },
-        }),
-        signalwire: signalwire_carrier(&settings)?,
-        plivo: plivo_carrier(&settings)?,
-        telnyx: telnyx_carrier(&settings)?,
+        providers,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -242,77 +194,6 @@ fn load_speech(settings: &Settings, book: &Playbook) -> Result<Arc<Speech>> {
     Ok(speech)
 }
 
-/// SignalWire, when its project, API token and signing key are all set.
-fn signalwire_carrier(s: &Settings) -> Result<Option<Arc<TwimlCarrier>>> {
-    let (Some(project), Some(token), Some(key), Some(space)) = (
-        &s.signalwire_project,
-        &s.signalwire_token,
-        &s.signalwire_signing_key,
-        &s.signalwire_space_url,
-    ) else {
-        tracing::info!(
-            "SignalWire off (set SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SIGNING_KEY, SIGNALWIRE_SPACE_URL)"
-        );
-        return Ok(None);
-    };
-    // SignalWire's LaML REST API mirrors Twilio's paths under /api/laml.
-    let base = format!("{}/api/laml", space.trim_end_matches('/'));
-    let rest = TwilioRest::new(&base, project, token, RetryPolicy::default())
-        .context("building the SignalWire REST client")?;
-    tracing::info!(space = %space, "SignalWire on: /signalwire/voice");
-    Ok(Some(Arc::new(TwimlCarrier {
-        prefix: "signalwire",
-        account: Some(project.clone()),
-        signing_key: Some(key.clone()),
-        // Source: signalwire-typescript src/WebhookValidator.ts (it also accepts Twilio's).
-        signature_headers: &["x-signalwire-signature", "x-twilio-signature"],
-        control: Control::DocumentUrl {
-            rest: Some(rest),
-            public_url: s.public_url.clone(),
-            prefix: "signalwire",
-            docs: Arc::new(Documents::default()),
-        },
-    })))
-}
-
-/// Plivo, when its auth id and token are set.
-fn plivo_carrier(s: &Settings) -> Result<Option<Arc<PlivoCarrier>>> {
-    let (Some(id), Some(token)) = (&s.plivo_auth_id, &s.plivo_auth_token) else {
-        tracing::info!("Plivo off (set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN)");
-        return Ok(None);
-    };
-    let rest = TwilioRest::new(&s.plivo_api_base, id, token, RetryPolicy::default())
-        .context("building the Plivo REST client")?;
-    tracing::info!("Plivo on: /plivo/answer");
-    Ok(Some(Arc::new(PlivoCarrier {
-        auth_id: id.clone(),
-        auth_token: token.clone(),
-        control: Control::Plivo {
-            rest: Some(rest),
-            public_url: s.public_url.clone(),
-            docs: Arc::new(Documents::default()),
-        },
-    })))
-}
-
-/// Telnyx, when its API key and public key are set.
-fn telnyx_carrier(s: &Settings) -> Result<Option<Arc<TelnyxCarrier>>> {
-    let (Some(key), Some(public)) = (&s.telnyx_api_key, &s.telnyx_public_key) else {
-        tracing::info!("Telnyx off (set TELNYX_API_KEY and TELNYX_PUBLIC_KEY)");
-        return Ok(None);
-    };
-    let public = crate::telephony::telnyx::signature::PublicKey::from_base64(public)
-        .context("reading TELNYX_PUBLIC_KEY")?;
-    let rest = TwilioRest::bearer(&s.telnyx_api_base, key, RetryPolicy::default())
-        .context("building the Telnyx REST client")?;
-    tracing::info!("Telnyx on: /telnyx/call");
-    Ok(Some(Arc::new(TelnyxCarrier::new(
-        public,
-        rest,
-        &s.public_url,
-    ))))
-}
-
 /// Loads (pulling on first run) the model into the state; `/healthz` turns 200 after this.
 pub async fn load_model(state: Arc<AppState>) -> Result<()> {
     let settings = state.settings.clone();
@@ -330,16 +211,8 @@ pub async fn serve_listener(
     state: Arc<AppState>,
     stop: watch::Receiver<bool>,
 ) {
-    match asterisk::bind(&state).await {
-        Ok(Some(audiosocket)) => {
-            tokio::spawn(asterisk::serve_audiosocket(
-                audiosocket,
-                state.clone(),
-                stop.clone(),
-            ));
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %format!("{e:#}"), "Asterisk AudioSocket not started"),
+    for provider in &state.providers {
+        provider.listen(&state, &stop).await;
     }
     if state.recorder.enabled() {
         tokio::spawn(api::sweep_recordings(state.clone(), stop.clone()));

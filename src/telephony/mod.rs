@@ -1,20 +1,23 @@
 //! Telephony providers behind one seam.
 //!
-//! Each provider is a folder: a sans-IO wire codec (its frames ⇄ [`media::MediaEvent`]),
-//! its call control (transfer, hang up) and its request authentication. The server's call
-//! driver sees only [`WireCodec`], a closed enum over the codecs (the shape of str0m's
-//! pacer: no trait objects, every variant IO-free), so adding a provider means one folder,
-//! one variant here, and its routes.
+//! Each provider is a folder: its settings and the constructor that turns them into its
+//! carrier, a sans-IO wire codec (its frames ⇄ [`media::MediaEvent`]), its call control
+//! (transfer, hang up), its request authentication and its routes. The server sees only the
+//! closed enums: [`Provider`] (the [`registry`]: what to mount and start) and, in the call
+//! driver, [`WireCodec`] — the shape of str0m's pacer: no trait objects, every codec IO-free.
+//! Adding a provider means one folder, its variants in those two lists, and the README.
 
 pub mod asterisk;
 pub mod control;
 pub mod media;
 pub mod plivo;
+pub mod registry;
 pub mod signalwire;
 pub mod telnyx;
 pub mod twilio;
 
 use media::{Frame, MediaEvent, Outgoing, WireError};
+pub use registry::{Provider, ProviderSettings};
 
 /// The media protocols warmline speaks.
 #[derive(Debug)]

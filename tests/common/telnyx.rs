@@ -128,9 +128,9 @@ pub async fn telnyx_line_with(
     let addr: SocketAddr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let h = start_with(|s| {
-        s.telnyx_api_key = Some(API_KEY.into());
-        s.telnyx_public_key = Some(public_key_b64());
-        s.telnyx_api_base = format!("http://{addr}");
+        s.providers.telnyx.api_key = Some(API_KEY.into());
+        s.providers.telnyx.public_key = Some(public_key_b64());
+        s.providers.telnyx.api_base = format!("http://{addr}");
         configure(s);
     })
     .await;

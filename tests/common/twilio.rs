@@ -144,9 +144,9 @@ pub fn settings_for(addr: SocketAddr, fake_addr: SocketAddr) -> warmline::config
     s.listen = addr;
     s.public_url = format!("http://{addr}");
     s.data_dir = tempfile::tempdir().unwrap().keep();
-    s.twilio_account_sid = Some(ACCOUNT.into());
-    s.twilio_auth_token = Some(TOKEN.into());
-    s.twilio_api_base = format!("http://{fake_addr}");
+    s.providers.twilio.account_sid = Some(ACCOUNT.into());
+    s.providers.twilio.auth_token = Some(TOKEN.into());
+    s.providers.twilio.api_base = format!("http://{fake_addr}");
     s.handoff_webhook = Some(format!("http://{fake_addr}/handoff"));
     s.validate_signatures = true;
     s.api_tokens = vec![API_TOKEN.into()];

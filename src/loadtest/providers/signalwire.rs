@@ -14,8 +14,8 @@ pub const SIGNATURE_HEADER: &str = "X-SignalWire-Signature";
 pub const LAML_UPDATE: &str = "/api/laml/2010-04-01/Accounts/{acct}/Calls/{call}";
 
 pub fn configure(s: &mut Settings, fake_base: &str) {
-    s.signalwire_project = Some(PROJECT.into());
-    s.signalwire_token = Some(API_TOKEN.into());
-    s.signalwire_signing_key = Some(SIGNING_KEY.into());
-    s.signalwire_space_url = Some(fake_base.to_string());
+    s.providers.signalwire.project = Some(PROJECT.into());
+    s.providers.signalwire.token = Some(API_TOKEN.into());
+    s.providers.signalwire.signing_key = Some(SIGNING_KEY.into());
+    s.providers.signalwire.space_url = Some(fake_base.to_string());
 }

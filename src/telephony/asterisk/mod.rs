@@ -8,3 +8,19 @@
 pub mod audiosocket;
 pub mod chan_websocket;
 pub mod routes;
+pub mod settings;
+
+use std::sync::Arc;
+
+pub use settings::AsteriskSettings;
+
+use crate::config::Settings;
+use routes::AsteriskCarrier;
+
+/// Always on: the route lookups answer 401 until the secret is set, and the AudioSocket
+/// listener and chan_websocket report at startup whether they are on.
+pub fn carrier(s: &Settings) -> anyhow::Result<Option<Arc<AsteriskCarrier>>> {
+    Ok(Some(Arc::new(AsteriskCarrier {
+        settings: s.providers.asterisk.clone(),
+    })))
+}

@@ -25,10 +25,36 @@ use crate::server::fail_open::AfterStream;
 use crate::server::log_limit::LogLimit;
 use crate::server::{AppState, transport};
 use crate::telephony::WireCodec;
-use crate::telephony::asterisk::chan_websocket;
+use crate::telephony::asterisk::{AsteriskSettings, chan_websocket};
 use crate::telephony::control::Control;
 
 static REFUSED_LOG: LogLimit = LogLimit::new();
+
+/// Asterisk's side of the server. Always on: without the secret its route lookups answer 401
+/// and chan_websocket and AudioSocket stay off.
+#[derive(Debug)]
+pub struct AsteriskCarrier {
+    pub settings: AsteriskSettings,
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct Carrier {
+    pub app: Arc<AppState>,
+    pub spec: Arc<AsteriskCarrier>,
+}
+
+/// Starts the AudioSocket listener when it is configured; a listener that cannot start is
+/// logged and the HTTP side keeps serving.
+pub async fn listen(spec: &AsteriskCarrier, state: &Arc<AppState>, stop: &watch::Receiver<bool>) {
+    match bind(&spec.settings).await {
+        Ok(Some(listener)) => {
+            tokio::spawn(serve_audiosocket(listener, state.clone(), stop.clone()));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "Asterisk AudioSocket not started"),
+    }
+}
 
 /// Accepts AudioSocket connections until `stop`; each one is a call.
 pub async fn serve_audiosocket(
@@ -83,15 +109,14 @@ pub async fn serve_audiosocket(
 }
 
 /// Binds the AudioSocket listener when it is configured with its route secret.
-pub async fn bind(state: &AppState) -> anyhow::Result<Option<TcpListener>> {
-    let s = &state.settings;
+async fn bind(s: &AsteriskSettings) -> anyhow::Result<Option<TcpListener>> {
     let Some(addr) = s.audiosocket_listen else {
         tracing::info!(
             "Asterisk AudioSocket off (set WARMLINE_AUDIOSOCKET_LISTEN and WARMLINE_ASTERISK_TOKEN)"
         );
         return Ok(None);
     };
-    if s.asterisk_token.as_deref().is_none_or(|t| t.len() < 8) {
+    if s.usable_token().is_none() {
         anyhow::bail!(
             "WARMLINE_AUDIOSOCKET_LISTEN is set but WARMLINE_ASTERISK_TOKEN (8+ characters) is not: \
              the dialplan's route lookups would be unauthenticated"
@@ -123,9 +148,9 @@ pub struct MediaQuery {
 /// Whether the upgrade carries the secret: as the password of HTTP Basic auth (what
 /// `websocket_client.conf` `username`/`password` are for), a Bearer token, or `?token=` (the
 /// dial string's `v(token=…)`, for a PBX that cannot set the client's credentials).
-fn media_authorized(state: &AppState, headers: &HeaderMap, q: &MediaQuery) -> bool {
+fn media_authorized(c: &Carrier, headers: &HeaderMap, q: &MediaQuery) -> bool {
     use base64::Engine as _;
-    let Some(want) = state.settings.asterisk_token.as_deref() else {
+    let Some(want) = c.spec.settings.token.as_deref() else {
         return false;
     };
     let matches = |given: &[u8]| constant_time_eq(want.as_bytes(), given);
@@ -156,12 +181,13 @@ fn media_authorized(state: &AppState, headers: &HeaderMap, q: &MediaQuery) -> bo
 /// (`websocket_client.conf`, `Dial(WebSocket/warmline/…,,g)`). Refused without the secret;
 /// each accepted connection is one call, admitted directly (no webhook came first).
 pub async fn media(
-    State(state): State<Arc<AppState>>,
+    State(c): State<Carrier>,
     headers: HeaderMap,
     Query(q): Query<MediaQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !media_authorized(&state, &headers, &q) {
+    let state = c.app.clone();
+    if !media_authorized(&c, &headers, &q) {
         return unauthorized(&state);
     }
     let call = q.call.unwrap_or_default();
@@ -180,28 +206,23 @@ pub async fn media(
 
 /// The Asterisk HTTP routes: the dialplan's lookups, and the chan_websocket endpoint when
 /// the shared secret is set (without one it does not exist).
-pub fn routes(state: Arc<AppState>) -> axum::Router {
+pub fn routes(app: Arc<AppState>, spec: Arc<AsteriskCarrier>) -> axum::Router {
     use axum::routing::get;
     let mut r = axum::Router::new()
         .route("/asterisk/route/{uuid}", get(route))
         .route("/asterisk/whisper/{uuid}", get(whisper))
         .route("/asterisk/handoff/{uuid}", get(handoff));
-    if state
-        .settings
-        .asterisk_token
-        .as_deref()
-        .is_some_and(|t| t.len() >= 8)
-    {
+    if spec.settings.usable_token().is_some() {
         tracing::info!("Asterisk chan_websocket on at /asterisk/media");
         r = r.route("/asterisk/media", get(media));
     } else {
         tracing::info!("Asterisk chan_websocket off (set WARMLINE_ASTERISK_TOKEN, 8+ characters)");
     }
-    r.with_state(state)
+    r.with_state(Carrier { app, spec })
 }
 
-fn authorized(state: &AppState, q: &TokenQuery) -> bool {
-    match (&state.settings.asterisk_token, &q.token) {
+fn authorized(c: &Carrier, q: &TokenQuery) -> bool {
+    match (&c.spec.settings.token, &q.token) {
         (Some(want), Some(given)) => constant_time_eq(want.as_bytes(), given.as_bytes()),
         _ => false,
     }
@@ -216,14 +237,15 @@ fn unauthorized(state: &AppState) -> Response {
 /// `hangup` after a goodbye. A call with no card (the connection dropped, the process died)
 /// gets the fallback queue and a card built from what the store holds.
 pub async fn route(
-    State(state): State<Arc<AppState>>,
+    State(c): State<Carrier>,
     Path(uuid): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&state, &q) {
-        return unauthorized(&state);
+    let state = &c.app;
+    if !authorized(&c, &q) {
+        return unauthorized(state);
     }
-    let next = crate::server::fail_open::after_stream(&state, &uuid).await;
+    let next = crate::server::fail_open::after_stream(state, &uuid).await;
     let word = match next {
         AfterStream::Hangup => "hangup".to_string(),
         AfterStream::Dial { queue, .. } if !queue.is_empty() => queue,
@@ -247,14 +269,15 @@ async fn latest_card(state: &AppState, uuid: String) -> Option<serde_json::Value
 /// `GET /asterisk/whisper/{uuid}?token=…`: the spoken summary as text, for a PBX that
 /// speaks it to the agent before bridging.
 pub async fn whisper(
-    State(state): State<Arc<AppState>>,
+    State(c): State<Carrier>,
     Path(uuid): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&state, &q) {
-        return unauthorized(&state);
+    let state = &c.app;
+    if !authorized(&c, &q) {
+        return unauthorized(state);
     }
-    let card = latest_card(&state, uuid).await;
+    let card = latest_card(state, uuid).await;
     match card.and_then(|c| c["spoken_summary"].as_str().map(str::to_string)) {
         Some(s) => (StatusCode::OK, s).into_response(),
         None => (StatusCode::OK, crate::server::fail_open::NO_SUMMARY).into_response(),
@@ -266,14 +289,15 @@ pub async fn whisper(
 /// `/audio/summary/{id}.wav` with `Playback()`. Asked after `/asterisk/route/{uuid}`, which
 /// stores a card for a call cut before any decision, so every routed call has one.
 pub async fn handoff(
-    State(state): State<Arc<AppState>>,
+    State(c): State<Carrier>,
     Path(uuid): Path<String>,
     Query(q): Query<TokenQuery>,
 ) -> Response {
-    if !authorized(&state, &q) {
-        return unauthorized(&state);
+    let state = &c.app;
+    if !authorized(&c, &q) {
+        return unauthorized(state);
     }
-    let card = latest_card(&state, uuid).await;
+    let card = latest_card(state, uuid).await;
     let id = card
         .and_then(|c| c["handoff_id"].as_str().map(str::to_string))
         .unwrap_or_default();

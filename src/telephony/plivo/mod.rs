@@ -10,5 +10,38 @@
 
 pub mod codec;
 pub mod routes;
+pub mod settings;
 pub mod signature;
 pub mod xml;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use settings::PlivoSettings;
+
+use crate::config::Settings;
+use crate::telephony::control::{Control, Documents};
+use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
+use routes::PlivoCarrier;
+
+/// Plivo, when its auth id and token are set.
+pub fn carrier(s: &Settings) -> anyhow::Result<Option<Arc<PlivoCarrier>>> {
+    let p = &s.providers.plivo;
+    let (Some(id), Some(token)) = (&p.auth_id, &p.auth_token) else {
+        tracing::info!("Plivo off (set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN)");
+        return Ok(None);
+    };
+    let rest = TwilioRest::new(&p.api_base, id, token, RetryPolicy::default())
+        .context("building the Plivo REST client")?;
+    tracing::info!("Plivo on: /plivo/answer");
+    Ok(Some(Arc::new(PlivoCarrier {
+        auth_id: id.clone(),
+        auth_token: token.clone(),
+        control: Control::Plivo {
+            rest: Some(rest),
+            public_url: s.public_url.clone(),
+            docs: Arc::new(Documents::default()),
+        },
+    })))
+}

@@ -17,4 +17,34 @@
 pub mod call_control;
 pub mod codec;
 pub mod routes;
+pub mod settings;
 pub mod signature;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use settings::TelnyxSettings;
+
+use crate::config::Settings;
+use crate::telephony::twilio::rest::{RetryPolicy, TwilioRest};
+use routes::TelnyxCarrier;
+
+/// Telnyx, when its API key and public key are set; a public key that does not decode stops
+/// startup.
+pub fn carrier(s: &Settings) -> anyhow::Result<Option<Arc<TelnyxCarrier>>> {
+    let t = &s.providers.telnyx;
+    let (Some(key), Some(public)) = (&t.api_key, &t.public_key) else {
+        tracing::info!("Telnyx off (set TELNYX_API_KEY and TELNYX_PUBLIC_KEY)");
+        return Ok(None);
+    };
+    let public = signature::PublicKey::from_base64(public).context("reading TELNYX_PUBLIC_KEY")?;
+    let rest = TwilioRest::bearer(&t.api_base, key, RetryPolicy::default())
+        .context("building the Telnyx REST client")?;
+    tracing::info!("Telnyx on: /telnyx/call");
+    Ok(Some(Arc::new(TelnyxCarrier::new(
+        public,
+        rest,
+        &s.public_url,
+    ))))
+}

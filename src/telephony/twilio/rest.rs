@@ -1,4 +1,4 @@
-//! Twilio REST client: the call update that transfers a live call, and the handoff webhook.
+//! Twilio REST client: the call update that transfers a live call.
 //!
 //! A transfer that fails is a caller left talking to a bot that already said "connecting
 //! you", so transient failures (5xx, 429, timeouts, connection errors) are retried with
@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use crate::http::{body_snippet, describe};
+
 /// Twilio's error code for updating a call that has already ended.
 const CALL_NOT_IN_PROGRESS: i64 = 21220;
-/// How much of an error body is kept: enough to read Twilio's message, not a whole page.
-const BODY_SNIPPET: usize = 512;
-/// The handoff webhook must not hold up the transfer; it is retried once on 5xx.
-const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -302,24 +300,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// reqwest's top-level message hides whether it was a timeout or a refused connection.
-fn describe(err: &reqwest::Error) -> String {
-    let what = if err.is_timeout() {
-        "timeout"
-    } else if err.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
-    let mut text = format!("{what}: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
 fn classify_update_failure(status: StatusCode, body: String) -> Try {
     if is_transient(status) {
         return Try::Retry(format!("HTTP {}: {body}", status.as_u16()), None);
@@ -344,46 +324,6 @@ fn twilio_code(body: &str) -> Option<i64> {
         .ok()?
         .get("code")?
         .as_i64()
-}
-
-async fn body_snippet(response: reqwest::Response) -> String {
-    let text = response.text().await.unwrap_or_default();
-    match text.char_indices().nth(BODY_SNIPPET) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text,
-    }
-}
-
-/// POSTs the context card to the handoff webhook; one retry on 5xx or a transport error,
-/// because the card is also stored with the call and the transfer must not wait for it.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-) -> Result<(), RestError> {
-    let mut last = String::new();
-    for _ in 0..2 {
-        let sent = client
-            .post(url)
-            .timeout(WEBHOOK_TIMEOUT)
-            .json(body)
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) if r.status().is_server_error() => {
-                last = format!("HTTP {}: {}", r.status().as_u16(), body_snippet(r).await);
-            }
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = body_snippet(r).await;
-                return Err(RestError::Rejected { status, body });
-            }
-            Err(e) if e.is_builder() => return Err(RestError::Transport(e.to_string())),
-            Err(e) => last = describe(&e),
-        }
-    }
-    Err(RestError::Exhausted { attempts: 2, last })
 }
 
 #[cfg(test)]
@@ -666,51 +606,5 @@ mod tests {
         assert_eq!(p.backoff(1), Duration::from_millis(200));
         assert_eq!(p.backoff(2), Duration::from_millis(400));
         assert_eq!(p.backoff(3), Duration::from_millis(800));
-    }
-
-    async fn webhook_server(statuses: Vec<u16>) -> (String, Arc<AtomicU32>) {
-        let hits = Arc::new(AtomicU32::new(0));
-        let counter = hits.clone();
-        let app = Router::new().route(
-            "/hook",
-            post(move |Json(card): Json<serde_json::Value>| {
-                let n = counter.fetch_add(1, Ordering::SeqCst) as usize;
-                let code = statuses[n.min(statuses.len() - 1)];
-                async move {
-                    assert_eq!(card["call_sid"], "CA42");
-                    axum::http::StatusCode::from_u16(code).unwrap()
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}/hook"), hits)
-    }
-
-    #[tokio::test]
-    async fn webhook_retries_once_on_5xx() {
-        let card = serde_json::json!({"call_sid": "CA42"});
-        let http = reqwest::Client::new();
-
-        let (url, hits) = webhook_server(vec![500, 200]).await;
-        post_json(&http, &url, &card).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-
-        let (url, hits) = webhook_server(vec![502]).await;
-        let err = post_json(&http, &url, &card).await.unwrap_err();
-        assert!(
-            matches!(err, RestError::Exhausted { attempts: 2, .. }),
-            "{err:?}"
-        );
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-
-        let (url, hits) = webhook_server(vec![400]).await;
-        let err = post_json(&http, &url, &card).await.unwrap_err();
-        assert!(
-            matches!(err, RestError::Rejected { status: 400, .. }),
-            "{err:?}"
-        );
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 }
