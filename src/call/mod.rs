@@ -102,7 +102,7 @@ pub enum Record {
     Line(TranscriptLine),
     Decision {
         t_ms: Millis,
-        decision: String,
+        decision: DecisionKind,
         detail: String,
     },
     Handoff {
