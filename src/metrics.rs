@@ -10,10 +10,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::call::Outcome;
+
 /// Content-Type for the `/metrics` response.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 const PREFIX: &str = "warmline_";
+
+/// The `calls_total` label of a caller the fail-open callback sent to a person.
+const FAILED_OPEN_LABEL: &str = "stream_ended_to_human";
 
 /// Seconds; spans a fast escalation (STT of a short utterance) to an overloaded pool.
 pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0];
@@ -241,12 +246,19 @@ impl Metrics {
         ActiveCall(Arc::clone(self))
     }
 
-    pub fn inc_calls(&self, outcome: &str) {
-        self.calls.inc(outcome);
+    pub fn inc_calls(&self, outcome: Outcome) {
+        self.calls.inc(outcome.as_str());
     }
 
-    pub fn calls(&self, outcome: &str) -> u64 {
-        self.calls.get(outcome)
+    pub fn calls(&self, outcome: Outcome) -> u64 {
+        self.calls.get(outcome.as_str())
+    }
+
+    /// A stream-ended callback sent the caller to a person. Not an [`Outcome`] (the call's
+    /// own end, if this process saw it, was counted already), but counted beside them under
+    /// the label dashboards have always read.
+    pub fn inc_calls_failed_open(&self) {
+        self.calls.inc(FAILED_OPEN_LABEL);
     }
 
     pub fn inc_escalations(&self, reason: &str) {
@@ -396,9 +408,10 @@ mod tests {
         m.inc_active_calls();
         m.inc_active_calls();
         m.dec_active_calls();
-        m.inc_calls("transferred");
-        m.inc_calls("transferred");
-        m.inc_calls("self_served");
+        m.inc_calls(Outcome::Transferred);
+        m.inc_calls(Outcome::Transferred);
+        m.inc_calls(Outcome::SelfServed);
+        m.inc_calls_failed_open();
         m.inc_escalations("explicit_request");
         m.inc_wire_errors("bad_base64");
         m.inc_overload_handoffs();
@@ -412,6 +425,7 @@ mod tests {
             "# TYPE warmline_calls_total counter",
             r#"warmline_calls_total{outcome="self_served"} 1"#,
             r#"warmline_calls_total{outcome="transferred"} 2"#,
+            r#"warmline_calls_total{outcome="stream_ended_to_human"} 1"#,
             r#"warmline_escalations_total{reason="explicit_request"} 1"#,
             r#"warmline_wire_errors_total{kind="bad_base64"} 1"#,
             "# TYPE warmline_overload_handoffs_total counter",
@@ -420,7 +434,7 @@ mod tests {
         ] {
             assert!(l.contains(&expected), "missing {expected:?} in\n{text}");
         }
-        assert_eq!(m.calls("transferred"), 2);
+        assert_eq!(m.calls(Outcome::Transferred), 2);
     }
 
     #[test]
@@ -480,7 +494,7 @@ mod tests {
     #[test]
     fn every_sample_line_is_well_formed() {
         let m = Metrics::new();
-        m.inc_calls("transferred");
+        m.inc_calls(Outcome::Transferred);
         m.observe_decision_latency(Duration::from_millis(700));
         m.observe_stt_queue_wait(Duration::from_millis(3));
         for line in m.render().lines() {

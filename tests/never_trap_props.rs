@@ -22,7 +22,9 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use warmline::audio::FRAME_SAMPLES_8K;
-use warmline::call::{Action, CallInfo, Engine, Event, Millis, Playbook, Record, Transcript};
+use warmline::call::{
+    Action, CallInfo, DecisionKind, Engine, Event, Millis, Playbook, Record, Transcript,
+};
 use warmline::stt::SttFailure;
 
 /// The no-progress budget of the shipped dialplan (turns), and its clock.
@@ -206,7 +208,7 @@ struct Call {
     step: usize,
     end: Option<End>,
     /// Decisions recorded, with the step they came in.
-    decisions: Vec<(usize, String, String)>,
+    decisions: Vec<(usize, DecisionKind, String)>,
     last_progress: Millis,
     worst_stall: Millis,
     problems: Vec<String>,
@@ -314,7 +316,7 @@ impl Call {
                 Action::Record(Record::Decision {
                     decision, detail, ..
                 }) => {
-                    if decision == "answer" {
+                    if decision == DecisionKind::Answer {
                         self.last_progress = self.now;
                     }
                     self.decisions.push((self.step, decision, detail));
@@ -454,7 +456,7 @@ fn check(steps: &[Step], call: &Call) -> Vec<String> {
         None => broken.push("still in automation after two silent minutes".into()),
         Some(End::Goodbye) => {
             let asked = call.decisions.iter().any(|(i, d, _)| {
-                d == "goodbye"
+                *d == DecisionKind::Goodbye
                     && matches!(
                         steps.get(*i),
                         Some(Step::Say {
@@ -496,9 +498,9 @@ fn check(steps: &[Step], call: &Call) -> Vec<String> {
         .decisions
         .iter()
         .filter(|(_, d, detail)| {
-            d == "clarify"
-                || d == "repeat_please"
-                || (d == "silence" && detail == "no answer from the caller")
+            *d == DecisionKind::Clarify
+                || *d == DecisionKind::RepeatPlease
+                || (*d == DecisionKind::Silence && detail == "no answer from the caller")
         })
         .count();
     if wasted > BUDGET {
@@ -547,7 +549,7 @@ fn first_end_step(steps: &[Step], call: &Call) -> Option<usize> {
         Some(End::Goodbye) => call
             .decisions
             .iter()
-            .find(|(_, d, _)| d == "hangup")
+            .find(|(_, d, _)| *d == DecisionKind::Hangup)
             .map(|(i, _, _)| *i),
         Some(End::CallerHungUp) => steps.iter().position(|s| matches!(s, Step::Hangup)),
         None => None,
@@ -636,7 +638,7 @@ fn hello_then_ours_is_answered_not_transferred() {
     assert!(
         call.decisions
             .iter()
-            .any(|(i, d, _)| *i == 1 && d == "answer"),
+            .any(|(i, d, _)| *i == 1 && *d == DecisionKind::Answer),
         "{:?}",
         call.decisions
     );

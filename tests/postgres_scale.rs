@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use common::twilio::*;
 use pg::Postgres;
+use warmline::call::{DecisionKind, Outcome, TransferStatus};
 use warmline::store::{CallFilter, Store, StoreError};
 
 // ---------------------------------------------------------------------------------------
@@ -94,16 +95,16 @@ fn full_round_trip(open: &dyn Fn() -> Store) {
         .add_line("CA1", 1840, "caller", "I need an agent", Some(0.9), None)
         .unwrap();
     store
-        .add_decision("CA1", 2100, "escalate", "explicit_request")
+        .add_decision("CA1", 2100, DecisionKind::Escalate, "explicit_request")
         .unwrap();
     store
         .save_handoff("H1", "CA1", &card("CA1"), "Billing dispute, account 44719.")
         .unwrap();
     store
-        .set_transfer_status("H1", "accepted", "attempts=2")
+        .set_transfer_status("H1", TransferStatus::Accepted, "attempts=2")
         .unwrap();
     store
-        .finish_call("CA1", "transferred", "2025-01-01T10:01:00Z")
+        .finish_call("CA1", Outcome::Transferred, "2025-01-01T10:01:00Z")
         .unwrap();
     let expected = json!({
         "call_sid": "CA1", "from": "+15550001111", "to": "+15550009000",
@@ -122,10 +123,7 @@ fn full_round_trip(open: &dyn Fn() -> Store) {
     // Another instance (a new connection) reads exactly the same.
     let other = open();
     assert_eq!(other.get_call("CA1").unwrap().unwrap(), expected);
-    assert_eq!(
-        other.outcome("CA1").unwrap().as_deref(),
-        Some("transferred")
-    );
+    assert_eq!(other.outcome("CA1").unwrap(), Some(Outcome::Transferred));
     assert_eq!(
         other.handoff_summary("H1").unwrap().as_deref(),
         Some("Billing dispute, account 44719.")
@@ -141,7 +139,7 @@ fn unknown_call_and_handoff(open: &dyn Fn() -> Store) {
     assert_eq!(store.handoff_for_call("CA404").unwrap(), None);
     assert!(!store.delete_call("CA404").unwrap());
     let err = store
-        .set_transfer_status("nope", "failed", "x")
+        .set_transfer_status("nope", TransferStatus::Failed, "x")
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownHandoff(_)), "{err:?}");
     assert!(!err.is_transient());
@@ -202,7 +200,7 @@ fn list_and_search(open: &dyn Fn() -> Store) {
         )
         .unwrap();
     store
-        .finish_call("CA_mid", "self_served", "2025-01-01T12:01:00Z")
+        .finish_call("CA_mid", Outcome::SelfServed, "2025-01-01T12:01:00Z")
         .unwrap();
     let sids = |v: Vec<Value>| -> Vec<String> {
         v.iter()
@@ -266,7 +264,7 @@ fn call_counts_by_bucket(open: &dyn Fn() -> Store) {
         .begin_call("D", "+1", "+2", "2024-12-31T10:00:00Z")
         .unwrap();
     store
-        .finish_call("B", "transferred", "2025-01-01T11:01:00Z")
+        .finish_call("B", Outcome::Transferred, "2025-01-01T11:01:00Z")
         .unwrap();
     store
         .save_handoff("HB", "B", &json!({"reason": "explicit_request"}), "s")
@@ -289,7 +287,9 @@ fn delete_call(open: &dyn Fn() -> Store) {
             .begin_call(sid, "+1", "+2", "2025-01-01T00:00:00Z")
             .unwrap();
         store.add_line(sid, 1, "caller", "hi", None, None).unwrap();
-        store.add_decision(sid, 2, "escalate", "x").unwrap();
+        store
+            .add_decision(sid, 2, DecisionKind::Escalate, "x")
+            .unwrap();
         store
             .save_handoff(&format!("H_{sid}"), sid, &card(sid), "summary")
             .unwrap();
@@ -319,7 +319,9 @@ fn two_instances_writing_one_call(open: &dyn Fn() -> Store) {
                     store
                         .add_line("CA_multi", i, "caller", &format!("{t}-{i}"), None, None)
                         .unwrap();
-                    store.add_decision("CA_multi", i, "d", "x").unwrap();
+                    store
+                        .add_decision("CA_multi", i, DecisionKind::Hold, "x")
+                        .unwrap();
                 }
             });
         }

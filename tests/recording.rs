@@ -117,7 +117,11 @@ fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
+        // The server's sweeper may remove a directory between listing and reading it.
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
@@ -256,7 +260,11 @@ async fn a_recorded_call_exports_and_replays_to_the_same_transcript_and_decision
         .map(|l| l.text.clone())
         .collect();
     assert_eq!(replay_callers, live_callers, "same transcript");
-    let replay_decisions: Vec<String> = outcome.decisions.iter().map(|(_, d)| d.clone()).collect();
+    let replay_decisions: Vec<String> = outcome
+        .decisions
+        .iter()
+        .map(|(_, d)| d.to_string())
+        .collect();
     // The live call also records the caller's hang-up after the transfer; the replay ends
     // at the transfer.
     let live_until_transfer: Vec<String> = live_decisions
@@ -556,7 +564,11 @@ async fn a_call_that_talked_over_the_greeting_replays_with_the_same_barge_in() {
         replay_callers,
         caller_lines(live["transcript"].as_array().unwrap())
     );
-    let replay_decisions: Vec<String> = outcome.decisions.iter().map(|(_, d)| d.clone()).collect();
+    let replay_decisions: Vec<String> = outcome
+        .decisions
+        .iter()
+        .map(|(_, d)| d.to_string())
+        .collect();
     assert_eq!(replay_decisions, live_decisions, "same decisions");
     assert_eq!(outcome.clears, 1);
     let Ending::Transferred(handoff) = &outcome.ending else {

@@ -295,3 +295,42 @@ async fn dropped_stream_fails_open_to_a_person() {
     );
     assert!(h.state().store.get_call(sid).unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_this_build_cannot_name_fails_open_to_a_person() {
+    let h = start().await;
+    let sid = "CAe2eunknownoutcome00000000000001";
+    let store = h.state().store.clone();
+    store
+        .begin_call(sid, "+15550001111", "+15550009000", "2026-01-01T09:00:00Z")
+        .unwrap();
+    // As a newer instance sharing the database might leave it.
+    let db = h.state().settings.data_dir.join("warmline.sqlite");
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute(
+            "UPDATE calls SET outcome = 'escalated_to_mars' WHERE call_sid = ?1",
+            [sid],
+        )
+        .unwrap();
+    assert!(store.outcome(sid).is_err());
+    let (status, twiml) = h
+        .post_signed(
+            "/twilio/stream-ended",
+            &[("CallSid", sid), ("AccountSid", ACCOUNT)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        twiml.contains("<Dial>") && twiml.contains("+15550100000"),
+        "not known to be over, so the caller reaches a person: {twiml}"
+    );
+    // The record shows what is stored, and the metric label is the one dashboards read.
+    let (_, record) = get_json(&h, &format!("/api/calls/{sid}")).await;
+    assert_eq!(record["outcome"], "escalated_to_mars", "{record}");
+    assert!(
+        metrics(&h)
+            .await
+            .contains(r#"warmline_calls_total{outcome="stream_ended_to_human"} 1"#)
+    );
+}

@@ -9,7 +9,8 @@ use super::policy::{self, CallCounters, Decision, Reason, TurnSignals};
 use super::readback::{self, Field, Reply};
 use super::turn_end::{self, Heard, TurnEnd};
 use super::{
-    Action, CallInfo, Event, Millis, Record, Speaker, SttFailure, Transcript, TranscriptLine,
+    Action, CallInfo, DecisionKind, Event, Millis, Record, Speaker, SttFailure, Transcript,
+    TranscriptLine,
 };
 use crate::analysis::intent::{self, IntentSpec};
 use crate::analysis::language::{self, Foreign};
@@ -385,17 +386,27 @@ impl Engine {
             Event::Mark(name) => self.on_mark(&name, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
             Event::Hangup => {
-                self.decision(now, "caller_hangup", "the caller ended the call", &mut out);
+                self.decision(
+                    now,
+                    DecisionKind::CallerHangup,
+                    "the caller ended the call",
+                    &mut out,
+                );
                 self.done = true;
             }
             Event::Fault(why) => {
                 tracing::warn!(call_sid = %self.info.call_sid, %why, "fault mid-call: handing over");
-                self.decision(now, "fault", &why, &mut out);
+                self.decision(now, DecisionKind::Fault, &why, &mut out);
                 self.tried.push(format!("the line failed: {why}"));
                 self.transfer(Reason::SystemFault, Priority::High, now, &mut out);
             }
             Event::Overloaded => {
-                self.decision(now, "overload", "the line is at capacity", &mut out);
+                self.decision(
+                    now,
+                    DecisionKind::Overload,
+                    "the line is at capacity",
+                    &mut out,
+                );
                 self.transfer(Reason::Overload, Priority::Normal, now, &mut out);
             }
         }
@@ -533,7 +544,7 @@ impl Engine {
         self.interrupted = Some(p.prompt.clone());
         self.decision(
             now,
-            "barge_in",
+            DecisionKind::BargeIn,
             &format!("caller spoke over `{}`", p.prompt),
             out,
         );
@@ -586,7 +597,7 @@ impl Engine {
         if self.stalled(now) {
             self.decision(
                 now,
-                "no_progress",
+                DecisionKind::NoProgress,
                 "too long in automation without getting anywhere",
                 out,
             );
@@ -606,7 +617,7 @@ impl Engine {
             let quiet = !self.in_speech && self.pending.is_empty();
             if quiet && now >= u.deadline {
                 let turn = self.unfinished.take().expect("checked above");
-                self.decision(now, "waited", "the caller said no more", out);
+                self.decision(now, DecisionKind::Waited, "the caller said no more", out);
                 self.decide_turn(turn, false, now, out);
             }
             return;
@@ -624,7 +635,12 @@ impl Engine {
             if quiet && now >= self.last_activity + READBACK_REPLY_MS {
                 let c = c.clone();
                 self.confirming = None;
-                self.decision(now, "readback_unanswered", "no reply to the read-back", out);
+                self.decision(
+                    now,
+                    DecisionKind::ReadbackUnanswered,
+                    "no reply to the read-back",
+                    out,
+                );
                 self.mark_unconfirmed(c.field, "no reply when it was read back");
                 self.transfer(c.reason, c.priority, now, out);
             }
@@ -639,13 +655,18 @@ impl Engine {
         self.silence_prompts += 1;
         let esc = &self.book.dialplan.escalation;
         if self.silence_prompts == 1 && self.counters.no_progress < esc.no_progress_limit {
-            self.decision(now, "silence", "no answer from the caller", out);
+            self.decision(now, DecisionKind::Silence, "no answer from the caller", out);
             self.counters.no_progress += 1;
             self.tried
                 .push("asked whether the caller was still there".into());
             self.play("still_there", now, out);
         } else {
-            self.decision(now, "silence", "no answer after a reprompt", out);
+            self.decision(
+                now,
+                DecisionKind::Silence,
+                "no answer after a reprompt",
+                out,
+            );
             self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
         }
     }
@@ -755,7 +776,7 @@ impl Engine {
             };
             self.decision(
                 now,
-                "second_pass",
+                DecisionKind::SecondPass,
                 &format!("heard {:?}, then {:?}", first.text, again.text),
                 out,
             );
@@ -833,7 +854,7 @@ impl Engine {
                         Reason::SystemFault,
                     ),
                 };
-                self.decision(now, "stt_failure", &why, out);
+                self.decision(now, DecisionKind::SttFailure, &why, out);
                 self.tried.push(why);
                 self.transfer(reason, Priority::Normal, now, out);
                 return;
@@ -910,7 +931,7 @@ impl Engine {
             TurnEnd::Unfinished(why) => {
                 self.decision(
                     now,
-                    "wait",
+                    DecisionKind::Wait,
                     &format!("{}: waiting for the rest", why.as_str()),
                     out,
                 );
@@ -963,7 +984,7 @@ impl Engine {
                 }
                 self.decision(
                     now,
-                    "turn_decided",
+                    DecisionKind::TurnDecided,
                     &format!("{} at a pause: acting without the endpoint", why.as_str()),
                     out,
                 );
@@ -985,7 +1006,7 @@ impl Engine {
                     }
                     self.decision(
                         now,
-                        "hold_pause",
+                        DecisionKind::HoldPause,
                         &format!("{}: holding the pause open", why.as_str()),
                         out,
                     );
@@ -1038,7 +1059,7 @@ impl Engine {
         self.counters.stalled_ms = now.saturating_sub(self.progress_at);
         let decision = policy::decide(&self.book.dialplan.escalation, &self.counters, &signals);
         self.absorb(&signals, &decision, &text, now);
-        self.decision(now, decision_name(&decision), &text, out);
+        self.decision(now, decision.kind(), &text, out);
         self.silence_prompts = 0;
         if self.goodbye_mark.is_some() && !matches!(decision, Decision::Transfer { .. }) {
             // Said over the goodbye and not a reason to stay: the call ends as agreed.
@@ -1084,7 +1105,7 @@ impl Engine {
             } if !self.has_id_fact() => {
                 self.decision(
                     now,
-                    "hold",
+                    DecisionKind::Hold,
                     "waiting briefly in case the caller goes on",
                     out,
                 );
@@ -1295,7 +1316,7 @@ impl Engine {
         self.read_back = true;
         self.decision(
             now,
-            "readback",
+            DecisionKind::Readback,
             &format!(
                 "not sure of the {} {number}: reading it back",
                 field.label()
@@ -1327,7 +1348,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let reply = readback::reply(text, c.field);
-        self.decision(now, "readback_reply", &format!("{reply:?}"), out);
+        self.decision(now, DecisionKind::ReadbackReply, &format!("{reply:?}"), out);
         match reply {
             Reply::Yes if !c.asked_again => {
                 self.tried.push(format!(
@@ -1382,7 +1403,12 @@ impl Engine {
         let Some(prompt) = self.book.prompts.get(id).cloned() else {
             // A dialplan validated at load cannot get here; a missing prompt must still not
             // leave the caller in silence.
-            self.decision(now, "fault", &format!("prompt `{id}` missing"), out);
+            self.decision(
+                now,
+                DecisionKind::Fault,
+                &format!("prompt `{id}` missing"),
+                out,
+            );
             self.transfer(Reason::NotUnderstood, Priority::Normal, now, out);
             return;
         };
@@ -1413,7 +1439,7 @@ impl Engine {
     }
 
     fn hang_up(&mut self, now: Millis, out: &mut Vec<Action>) {
-        self.decision(now, "hangup", "goodbye played", out);
+        self.decision(now, DecisionKind::Hangup, "goodbye played", out);
         self.done = true;
         out.push(Action::Hangup);
     }
@@ -1479,7 +1505,7 @@ impl Engine {
         };
         self.decision(
             now,
-            "transfer",
+            DecisionKind::Transfer,
             &format!(
                 "{} to {} ({})",
                 reason.as_str(),
@@ -1524,24 +1550,13 @@ impl Engine {
         out.push(Action::Record(Record::Line(line)));
     }
 
-    fn decision(&self, now: Millis, decision: &str, detail: &str, out: &mut Vec<Action>) {
-        tracing::info!(call_sid = %self.info.call_sid, t_ms = now, decision, detail, "decision");
+    fn decision(&self, now: Millis, decision: DecisionKind, detail: &str, out: &mut Vec<Action>) {
+        tracing::info!(call_sid = %self.info.call_sid, t_ms = now, %decision, detail, "decision");
         out.push(Action::Record(Record::Decision {
             t_ms: now,
-            decision: decision.to_string(),
+            decision,
             detail: detail.to_string(),
         }));
-    }
-}
-
-fn decision_name(d: &Decision) -> &'static str {
-    match d {
-        Decision::Transfer { .. } => "escalate",
-        Decision::Answer { .. } => "answer",
-        Decision::Goodbye => "goodbye",
-        Decision::Clarify => "clarify",
-        Decision::RepeatPlease => "repeat_please",
-        Decision::Ignore => "ignore",
     }
 }
 

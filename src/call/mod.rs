@@ -5,6 +5,7 @@
 //! what they do with the actions.
 
 mod engine;
+mod kinds;
 mod policy;
 mod readback;
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub mod turn_end;
 
 pub use crate::stt::{SttFailure, Transcript};
 pub use engine::{Engine, Playbook, ShortPass};
+pub use kinds::{DecisionKind, Outcome, TransferStatus, UnknownKind};
 pub use policy::{Decision, Reason};
 
 use std::sync::Arc;
@@ -100,7 +102,7 @@ pub enum Record {
     Line(TranscriptLine),
     Decision {
         t_ms: Millis,
-        decision: String,
+        decision: DecisionKind,
         detail: String,
     },
     Handoff {

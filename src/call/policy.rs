@@ -1,6 +1,7 @@
 //! The escalation policy: given what one caller turn meant and what the call has seen so far,
 //! what warmline does next. Pure; the engine gathers the signals and carries out the decision.
 
+use super::kinds::DecisionKind;
 use crate::analysis::tone::Trend;
 use crate::dialplan::Escalation;
 use crate::handoff::Priority;
@@ -25,6 +26,20 @@ pub enum Decision {
     RepeatPlease,
     /// Nothing to act on (noise, a filler word).
     Ignore,
+}
+
+impl Decision {
+    /// How the decision is recorded.
+    pub fn kind(&self) -> DecisionKind {
+        match self {
+            Decision::Transfer { .. } => DecisionKind::Escalate,
+            Decision::Answer { .. } => DecisionKind::Answer,
+            Decision::Goodbye => DecisionKind::Goodbye,
+            Decision::Clarify => DecisionKind::Clarify,
+            Decision::RepeatPlease => DecisionKind::RepeatPlease,
+            Decision::Ignore => DecisionKind::Ignore,
+        }
+    }
 }
 
 /// What one caller turn meant.

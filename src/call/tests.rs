@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 
-use super::{Action, CallInfo, Engine, Event, Millis, Playbook, Record, Speaker};
+use super::{Action, CallInfo, DecisionKind, Engine, Event, Millis, Playbook, Record, Speaker};
 use crate::audio::FRAME_SAMPLES_8K;
 use crate::config::Settings;
 use crate::replay::fixture::read_ulaw;
@@ -87,7 +87,7 @@ struct Call {
     /// Transfers, prompts played and decisions recorded, with when.
     transfers: Vec<(Millis, Box<crate::handoff::Handoff>)>,
     prompts: Vec<(Millis, String)>,
-    decisions: Vec<(Millis, String)>,
+    decisions: Vec<(Millis, DecisionKind)>,
 }
 
 impl Call {
@@ -448,7 +448,11 @@ fn a_request_for_a_person_is_acted_on_at_the_first_pause() {
     assert!(*at <= end + 360, "transfer at {at}, speech ended {end}");
     let (slow_at, _) = slow.transfers.first().expect("transferred");
     assert!(*slow_at >= end + 400, "silence-only transfer at {slow_at}");
-    assert!(call.decisions.iter().any(|(_, d)| d == "turn_decided"));
+    assert!(
+        call.decisions
+            .iter()
+            .any(|(_, d)| *d == DecisionKind::TurnDecided)
+    );
     // The utterance the turn was cut at is the one transcribed at the pause: no new request.
     assert!(call.late().is_empty(), "{:?}", call.asked);
 }
@@ -519,7 +523,11 @@ fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
     let (_, h) = call.transfers.first().expect("transferred");
     assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
     assert_eq!(h.card.queue, "billing");
-    assert!(call.decisions.iter().any(|(_, d)| d == "hold_pause"));
+    assert!(
+        call.decisions
+            .iter()
+            .any(|(_, d)| *d == DecisionKind::HoldPause)
+    );
     // One utterance, transcribed whole (its early transcription covered both chunks), then
     // its continuation alone; one caller line.
     assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
@@ -593,7 +601,7 @@ fn chunks_cut_by_the_endpoint_are_joined_into_one_turn() {
     assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
     assert_eq!(h.card.queue, "billing");
     assert_eq!(call.lines.len(), 2, "{:?}", call.lines);
-    assert!(call.decisions.iter().any(|(_, d)| d == "wait"));
+    assert!(call.decisions.iter().any(|(_, d)| *d == DecisionKind::Wait));
     assert!(
         call.prompts.is_empty(),
         "no prompt in between: {:?}",
@@ -608,11 +616,11 @@ fn a_lone_greeting_waits_for_the_question_then_answers_what_it_has() {
     let mut call = Call::new();
     call.play(&audio, |_| Some(said("Hello.")));
     let end = trimmed_end_ms();
-    assert!(call.decisions.iter().any(|(_, d)| d == "wait"));
+    assert!(call.decisions.iter().any(|(_, d)| *d == DecisionKind::Wait));
     let waited = call
         .decisions
         .iter()
-        .find(|(_, d)| d == "waited")
+        .find(|(_, d)| *d == DecisionKind::Waited)
         .expect("gave up waiting");
     // Held for the configured 1.5 s of silence after the last voiced frame (which the VAD
     // places a little before the end of the trimmed audio), then answered, not before.
@@ -718,7 +726,7 @@ fn no_reply_to_the_read_back_still_reaches_a_person_marked_unconfirmed() {
     assert!(
         call.decisions
             .iter()
-            .any(|(_, d)| d == "readback_unanswered")
+            .any(|(_, d)| *d == DecisionKind::ReadbackUnanswered)
     );
     // Within the reply window after the read-back ended, not at the caller's patience limit.
     assert!(*at <= call.now, "{at}");

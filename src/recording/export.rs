@@ -18,7 +18,7 @@ use super::{
 };
 use crate::audio::frontend::{Frontend, FrontendConfig};
 use crate::audio::{FRAME_MS, FRAME_SAMPLES_8K};
-use crate::call::Speaker;
+use crate::call::{Outcome, Speaker};
 use crate::handoff::Priority;
 use crate::replay::fixture::{ExpectFile, FixtureFile, TurnFile, ulaw_wav};
 
@@ -203,7 +203,8 @@ pub fn export(
             "Recorded call {call_sid} ({}), ended {}. The expectation is what happened, \
              not necessarily what should have: correct it.",
             meta.started_at,
-            meta.outcome.as_deref().unwrap_or("without a recorded end"),
+            meta.outcome
+                .map_or("without a recorded end", Outcome::as_str),
         ),
         category: "recorded".into(),
         greeting: Some(meta.greeting.clone()),

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::{Action, Millis, Playbook, SttFailure, Transcript};
+use crate::call::{Action, Millis, Outcome, Playbook, SttFailure, Transcript};
 use timeline::{Entry, What};
 
 /// The greeting played instead of the dialplan's when recording is on.
@@ -105,8 +105,10 @@ pub struct Meta {
     pub greeting: String,
     /// False while recording, or if the server stopped mid-call.
     pub complete: bool,
+    /// An outcome this build cannot name (the file came from a newer build) makes the
+    /// whole file unreadable, an error the export reports; never a guess.
     #[serde(default)]
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
 }
 
 /// Call ids come from the network and name a directory: only plain ids are recorded.
@@ -200,7 +202,7 @@ pub(crate) enum Msg {
     },
     End {
         sid: Arc<str>,
-        outcome: String,
+        outcome: Outcome,
     },
 }
 
@@ -422,18 +424,13 @@ impl CallTap {
     }
 
     /// The call is over; the writer closes the files.
-    pub fn end(&mut self, outcome: &str, t_ms: Millis) {
+    pub fn end(&mut self, outcome: Outcome, t_ms: Millis) {
         if self.ended {
             return;
         }
         self.ended = true;
-        self.entry(
-            t_ms,
-            What::End {
-                outcome: outcome.to_string(),
-            },
-        );
-        let (sid, outcome) = (self.sid.clone(), outcome.to_string());
+        self.entry(t_ms, What::End { outcome });
+        let sid = self.sid.clone();
         self.send(Msg::End { sid, outcome });
     }
 }
@@ -441,6 +438,6 @@ impl CallTap {
 impl Drop for CallTap {
     fn drop(&mut self) {
         // A call task that ends without `end` (a panic) still lets the writer close up.
-        self.end("stream_dropped", 0);
+        self.end(Outcome::StreamDropped, 0);
     }
 }

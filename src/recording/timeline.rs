@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::{Action, Millis, Record, TranscriptLine};
+use crate::call::{Action, DecisionKind, Millis, Outcome, Record, TranscriptLine};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -55,7 +55,7 @@ pub enum What {
         line: TranscriptLine,
     },
     Decision {
-        decision: String,
+        decision: DecisionKind,
         detail: String,
     },
     Handoff {
@@ -64,7 +64,7 @@ pub enum What {
     /// warmline ended the call (after a goodbye).
     Hangup,
     End {
-        outcome: String,
+        outcome: Outcome,
     },
 }
 
@@ -98,7 +98,7 @@ pub fn from_action(a: &Action) -> Option<What> {
         Action::Record(Record::Decision {
             decision, detail, ..
         }) => What::Decision {
-            decision: decision.clone(),
+            decision: *decision,
             detail: detail.clone(),
         },
         Action::Record(Record::Handoff { card, .. }) => What::Handoff {
@@ -109,7 +109,9 @@ pub fn from_action(a: &Action) -> Option<What> {
     })
 }
 
-/// Reads a timeline, skipping lines that do not parse (a crash can leave half a line).
+/// Reads a timeline, skipping lines that do not parse: a crash can leave half a line, and a
+/// decision kind or outcome from a newer build is left out rather than guessed at (the export
+/// only lists decisions; a replay makes its own).
 pub fn parse(text: &str) -> Vec<Entry> {
     text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::{
     ARRIVALS_FILE, AUDIO_FILE, META_FILE, Meta, Msg, RecordingError, Stats, TIMELINE_FILE, io_err,
 };
+use crate::call::Outcome;
 
 /// How often abandoned recordings are looked for when no message arrives.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -154,7 +155,7 @@ fn create(
     })
 }
 
-fn finish(o: &mut Open, outcome: String) -> Result<(), RecordingError> {
+fn finish(o: &mut Open, outcome: Outcome) -> Result<(), RecordingError> {
     o.audio
         .flush()
         .and_then(|()| o.arrivals.flush())

@@ -13,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use super::fixture::{Act, Fixture};
 use crate::audio::{FRAME_MS, FRAME_SAMPLES_8K};
 use crate::call::Playbook;
-use crate::call::{Action, CallInfo, Engine, Event, Millis, Record, TranscriptLine};
+use crate::call::{Action, CallInfo, DecisionKind, Engine, Event, Millis, Record, TranscriptLine};
 use crate::handoff::Handoff;
 use crate::stt::Transcriber;
 
@@ -48,7 +48,7 @@ pub struct Outcome {
     /// `clear` actions sent (barge-ins).
     pub clears: u32,
     /// The engine's decisions (`barge_in`, `silence`, `second_pass`, …) with their times.
-    pub decisions: Vec<(Millis, String)>,
+    pub decisions: Vec<(Millis, DecisionKind)>,
     /// Wall-clock time spent in speech-to-text.
     pub stt_wall_ms: u64,
     pub stt_calls: u32,

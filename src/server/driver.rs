@@ -19,7 +19,9 @@ use super::log_limit::LogLimit;
 use super::records::Op;
 use super::transport::{Incoming, Link, Outgoing as Out2};
 use crate::audio::FRAME_SAMPLES_8K;
-use crate::call::{Action, CallInfo, Engine, Event, Millis, SttFailure, Transcript};
+use crate::call::{
+    Action, CallInfo, Engine, Event, Millis, Outcome, SttFailure, Transcript, TransferStatus,
+};
 use crate::config::Limits;
 use crate::handoff::Handoff;
 use crate::telephony::WireCodec;
@@ -247,13 +249,13 @@ enum Phase {
 }
 
 impl Phase {
-    fn outcome(self) -> &'static str {
+    fn outcome(self) -> Outcome {
         match self {
-            Phase::Live | Phase::Dropped => "stream_dropped",
-            Phase::Transferring | Phase::TransferFailed => "transfer_failed",
-            Phase::Transferred => "transferred",
-            Phase::SelfServed => "self_served",
-            Phase::CallerHungUp => "caller_hangup",
+            Phase::Live | Phase::Dropped => Outcome::StreamDropped,
+            Phase::Transferring | Phase::TransferFailed => Outcome::TransferFailed,
+            Phase::Transferred => Outcome::Transferred,
+            Phase::SelfServed => Outcome::SelfServed,
+            Phase::CallerHungUp => Outcome::CallerHangup,
         }
     }
 }
@@ -298,7 +300,7 @@ async fn drive(
     promised: admission::Promised,
     link: Link,
     session: Session,
-) -> &'static str {
+) -> Outcome {
     let Link {
         tx: outbox,
         rx: mut inbox,
@@ -324,7 +326,7 @@ async fn drive(
             // the PBX dialplan), which dials a person.
             tracing::error!(error = %e, "cannot start the call engine: failing open");
             let _ = outbox.try_send(Out2::Close);
-            return "stream_dropped";
+            return Outcome::StreamDropped;
         }
     };
     let (stt_tx, mut stt_rx) = mpsc::unbounded_channel();
@@ -431,11 +433,11 @@ async fn drive(
     d.tap(|r| r.end(outcome, now));
     d.state.records.send(Op::Finish {
         call_sid: d.call_sid.clone(),
-        outcome: outcome.to_string(),
+        outcome,
         ended_at: chrono::Utc::now().to_rfc3339(),
     });
     let _ = d.outbox.try_send(Out2::Close);
-    tracing::info!(outcome, "call ended");
+    tracing::info!(%outcome, "call ended");
     outcome
 }
 
@@ -794,7 +796,7 @@ impl Driver {
                 self.send(Outgoing::Hangup);
                 records.send(Op::TransferStatus {
                     handoff_id,
-                    status: "accepted",
+                    status: TransferStatus::Accepted,
                     detail: "handed back to the PBX dialplan".into(),
                 });
                 self.phase = Phase::Transferred;
@@ -807,12 +809,13 @@ impl Driver {
                     async move {
                         let result = request.await;
                         let (status, detail) = match &result {
-                            Ok(attempts) => {
-                                ("accepted", format!("accepted after {attempts} attempt(s)"))
-                            }
+                            Ok(attempts) => (
+                                TransferStatus::Accepted,
+                                format!("accepted after {attempts} attempt(s)"),
+                            ),
                             Err((kind, e)) => {
                                 metrics.inc_transfer_failures(kind);
-                                ("failed", e.clone())
+                                (TransferStatus::Failed, e.clone())
                             }
                         };
                         records.send(Op::TransferStatus {

@@ -5,6 +5,7 @@
 //! person with whatever context the store holds.
 
 use super::AppState;
+use crate::call::Outcome;
 use crate::store::Store;
 
 /// The next step for a caller whose stream ended.
@@ -46,7 +47,12 @@ pub async fn after_stream(state: &AppState, call_sid: &str) -> AfterStream {
         // Bounded: with the database away the caller still reaches a person well inside the
         // provider's webhook timeout.
         records.flush_within(FAIL_OPEN_FLUSH);
-        let outcome = store.outcome(&sid).ok().flatten();
+        let outcome = store.outcome(&sid).unwrap_or_else(|e| {
+            // Unreadable (the database is away, or a newer instance wrote an outcome this
+            // build cannot name) is not "over": the caller goes to a person.
+            tracing::warn!(call_sid = %sid, error = %e, "call outcome unreadable: failing open");
+            None
+        });
         let card = store.handoff_for_call(&sid).ok().flatten().or_else(|| {
             // No card: the call was cut before any decision (a crash, kill -9, a dropped
             // socket in the old process). Whatever the store holds still goes with the caller.
@@ -57,7 +63,7 @@ pub async fn after_stream(state: &AppState, call_sid: &str) -> AfterStream {
     })
     .await
     .unwrap_or((None, None));
-    if outcome.as_deref() == Some("self_served") {
+    if outcome == Some(Outcome::SelfServed) {
         tracing::info!("stream ended after goodbye: hanging up");
         return AfterStream::Hangup;
     }
@@ -80,7 +86,7 @@ pub async fn after_stream(state: &AppState, call_sid: &str) -> AfterStream {
         ?outcome,
         "stream ended without a transfer or goodbye: failing open to a person"
     );
-    state.metrics.inc_calls("stream_ended_to_human");
+    state.metrics.inc_calls_failed_open();
     let (queue, target) = fallback.unwrap_or_default();
     AfterStream::Dial {
         say: CONNECT,

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::console::live::{LiveFeed, LiveSnapshot};
-use crate::call::{Record, Speaker};
+use crate::call::{Outcome, Record, Speaker, TransferStatus};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -48,12 +48,12 @@ pub enum Op {
     },
     TransferStatus {
         handoff_id: String,
-        status: &'static str,
+        status: TransferStatus,
         detail: String,
     },
     Finish {
         call_sid: String,
-        outcome: String,
+        outcome: Outcome,
         ended_at: String,
     },
     Flush(mpsc::Sender<()>),
@@ -216,7 +216,7 @@ fn apply(store: &Store, op: &Op) -> Result<(), StoreError> {
                 t_ms,
                 decision,
                 detail,
-            } => store.add_decision(call_sid, *t_ms, decision, detail),
+            } => store.add_decision(call_sid, *t_ms, *decision, detail),
             Record::Handoff { id, card } => match serde_json::to_value(&**card) {
                 Ok(mut json) => {
                     // The stream-ended fallback needs the id to point the agent whisper at it.
@@ -233,12 +233,12 @@ fn apply(store: &Store, op: &Op) -> Result<(), StoreError> {
             handoff_id,
             status,
             detail,
-        } => store.set_transfer_status(handoff_id, status, detail),
+        } => store.set_transfer_status(handoff_id, *status, detail),
         Op::Finish {
             call_sid,
             outcome,
             ended_at,
-        } => store.finish_call(call_sid, outcome, ended_at),
+        } => store.finish_call(call_sid, *outcome, ended_at),
         Op::Flush(_) | Op::Snapshot(_) => Ok(()),
     }
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::call::{DecisionKind, Outcome, TransferStatus, UnknownKind};
+
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
@@ -39,6 +41,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, supported: i64 },
     #[error("no handoff with id {0}")]
     UnknownHandoff(String),
+    /// A row holds a value this build has no variant for: a newer instance sharing the
+    /// database wrote it. Typed rather than guessed, so callers decide which way is safe.
+    #[error("stored value: {0}")]
+    Unrecognised(#[from] UnknownKind),
     #[error("store task failed: {0}")]
     Task(String),
 }
@@ -144,7 +150,7 @@ impl Store {
         &self,
         call_sid: &str,
         t_ms: u64,
-        decision: &str,
+        decision: DecisionKind,
         detail: &str,
     ) -> Result<(), StoreError> {
         each!(self, s => s.add_decision(call_sid, t_ms, decision, detail))
@@ -162,11 +168,11 @@ impl Store {
         each!(self, s => s.save_handoff(id, call_sid, card, spoken_summary))
     }
 
-    /// `status` is "pending", "accepted" or "failed"; `detail` says why (e.g. an error kind).
+    /// What the provider made of the transfer; `detail` says why (e.g. an error kind).
     pub fn set_transfer_status(
         &self,
         handoff_id: &str,
-        status: &str,
+        status: TransferStatus,
         detail: &str,
     ) -> Result<(), StoreError> {
         each!(self, s => s.set_transfer_status(handoff_id, status, detail))
@@ -176,13 +182,19 @@ impl Store {
     pub fn finish_call(
         &self,
         call_sid: &str,
-        outcome: &str,
+        outcome: Outcome,
         ended_at: &str,
     ) -> Result<(), StoreError> {
         each!(self, s => s.finish_call(call_sid, outcome, ended_at))
     }
 
-    pub fn outcome(&self, call_sid: &str) -> Result<Option<String>, StoreError> {
+    /// How the call ended; `None` while it has not (or no such call). An outcome this build
+    /// does not know is [`StoreError::Unrecognised`]: to the fail-open paths that is "not
+    /// known to be over", so the caller reaches a person rather than being hung up on.
+    ///
+    /// The JSON records ([`Store::get_call`] and the listings) pass stored strings through
+    /// unparsed, so they show such a value as it is instead of failing the whole record.
+    pub fn outcome(&self, call_sid: &str) -> Result<Option<Outcome>, StoreError> {
         each!(self, s => s.outcome(call_sid))
     }
 
@@ -227,6 +239,8 @@ impl Store {
 /// What the console's history may filter on. Every field narrows; `None` leaves it open.
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
+    /// A string, not an [`Outcome`]: the filter matches stored rows, which may hold outcomes
+    /// a newer instance on a shared database wrote and this build cannot name.
     pub outcome: Option<String>,
     pub reason: Option<String>,
     pub queue: Option<String>,
@@ -264,6 +278,13 @@ fn like_pattern(filter: &CallFilter) -> Option<String> {
 /// Call lengths in ms are far below `i64::MAX`; saturate rather than wrap if one is not.
 fn to_sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A nullable text column as a vocabulary value.
+fn parse_opt<T: std::str::FromStr<Err = UnknownKind>>(
+    v: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    Ok(v.as_deref().map(str::parse).transpose()?)
 }
 
 fn card_str(card: &Value, key: &str) -> Option<String> {

@@ -21,8 +21,10 @@ use r2d2_postgres::PostgresConnectionManager;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallFilter, MAX_SEARCH_LIMIT, StoreError, as_f32_decimal, card_str, like_pattern, to_sql_int,
+    CallFilter, MAX_SEARCH_LIMIT, StoreError, as_f32_decimal, card_str, like_pattern, parse_opt,
+    to_sql_int,
 };
+use crate::call::{DecisionKind, Outcome, TransferStatus};
 
 /// `(version, sql)`, in order. Append only; a released file is never edited.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
@@ -172,7 +174,7 @@ impl PgStore {
         &self,
         call_sid: &str,
         t_ms: u64,
-        decision: &str,
+        decision: DecisionKind,
         detail: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
@@ -182,7 +184,7 @@ impl PgStore {
             "INSERT INTO decisions (call_sid, seq, t_ms, decision, detail)
              VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM decisions WHERE call_sid = $1),
                      $2, $3, $4)",
-            &[&call_sid, &to_sql_int(t_ms), &decision, &detail],
+            &[&call_sid, &to_sql_int(t_ms), &decision.as_str(), &detail],
         )?;
         tx.commit()?;
         Ok(())
@@ -233,12 +235,12 @@ impl PgStore {
     pub fn set_transfer_status(
         &self,
         handoff_id: &str,
-        status: &str,
+        status: TransferStatus,
         detail: &str,
     ) -> Result<(), StoreError> {
         let changed = self.conn()?.execute(
             "UPDATE handoffs SET transfer_status = $2, transfer_detail = $3 WHERE id = $1",
-            &[&handoff_id, &status, &detail],
+            &[&handoff_id, &status.as_str(), &detail],
         )?;
         if changed == 0 {
             return Err(StoreError::UnknownHandoff(handoff_id.to_owned()));
@@ -249,7 +251,7 @@ impl PgStore {
     pub fn finish_call(
         &self,
         call_sid: &str,
-        outcome: &str,
+        outcome: Outcome,
         ended_at: &str,
     ) -> Result<(), StoreError> {
         self.conn()?.execute(
@@ -257,17 +259,17 @@ impl PgStore {
              ON CONFLICT (call_sid) DO UPDATE SET
                 outcome = excluded.outcome,
                 ended_at = excluded.ended_at",
-            &[&call_sid, &outcome, &ended_at],
+            &[&call_sid, &outcome.as_str(), &ended_at],
         )?;
         Ok(())
     }
 
-    pub fn outcome(&self, call_sid: &str) -> Result<Option<String>, StoreError> {
+    pub fn outcome(&self, call_sid: &str) -> Result<Option<Outcome>, StoreError> {
         let row = self.conn()?.query_opt(
             "SELECT outcome FROM calls WHERE call_sid = $1",
             &[&call_sid],
         )?;
-        Ok(match row {
+        parse_opt(match row {
             Some(r) => r.try_get::<_, Option<String>>(0)?,
             None => None,
         })

@@ -15,8 +15,10 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use serde_json::{Map, Value, json};
 
 use super::{
-    CallFilter, MAX_SEARCH_LIMIT, StoreError, as_f32_decimal, card_str, like_pattern, to_sql_int,
+    CallFilter, MAX_SEARCH_LIMIT, StoreError, as_f32_decimal, card_str, like_pattern, parse_opt,
+    to_sql_int,
 };
+use crate::call::{DecisionKind, Outcome, TransferStatus};
 
 const FILE_NAME: &str = "warmline.sqlite";
 /// Another process (an ops `sqlite3` shell) may briefly hold the write lock.
@@ -163,7 +165,7 @@ impl SqliteStore {
         &self,
         call_sid: &str,
         t_ms: u64,
-        decision: &str,
+        decision: DecisionKind,
         detail: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
@@ -173,7 +175,7 @@ impl SqliteStore {
             "INSERT INTO decisions (call_sid, seq, t_ms, decision, detail)
              VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM decisions WHERE call_sid = ?1),
                      ?2, ?3, ?4)",
-            params![call_sid, to_sql_int(t_ms), decision, detail],
+            params![call_sid, to_sql_int(t_ms), decision.as_str(), detail],
         )?;
         tx.commit()?;
         Ok(())
@@ -223,16 +225,16 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// `status` is "pending", "accepted" or "failed"; `detail` says why (e.g. an error kind).
+    /// What the provider made of the transfer; `detail` says why (e.g. an error kind).
     pub fn set_transfer_status(
         &self,
         handoff_id: &str,
-        status: &str,
+        status: TransferStatus,
         detail: &str,
     ) -> Result<(), StoreError> {
         let changed = self.conn().execute(
             "UPDATE handoffs SET transfer_status = ?2, transfer_detail = ?3 WHERE id = ?1",
-            params![handoff_id, status, detail],
+            params![handoff_id, status.as_str(), detail],
         )?;
         if changed == 0 {
             return Err(StoreError::UnknownHandoff(handoff_id.to_owned()));
@@ -244,7 +246,7 @@ impl SqliteStore {
     pub fn finish_call(
         &self,
         call_sid: &str,
-        outcome: &str,
+        outcome: Outcome,
         ended_at: &str,
     ) -> Result<(), StoreError> {
         self.conn().execute(
@@ -252,12 +254,12 @@ impl SqliteStore {
              ON CONFLICT(call_sid) DO UPDATE SET
                 outcome = excluded.outcome,
                 ended_at = excluded.ended_at",
-            params![call_sid, outcome, ended_at],
+            params![call_sid, outcome.as_str(), ended_at],
         )?;
         Ok(())
     }
 
-    pub fn outcome(&self, call_sid: &str) -> Result<Option<String>, StoreError> {
+    pub fn outcome(&self, call_sid: &str) -> Result<Option<Outcome>, StoreError> {
         let outcome = self
             .conn()
             .query_row(
@@ -266,7 +268,7 @@ impl SqliteStore {
                 |r| r.get::<_, Option<String>>(0),
             )
             .optional()?;
-        Ok(outcome.flatten())
+        parse_opt(outcome.flatten())
     }
 
     /// The sentence the agent hears before the caller is bridged.
@@ -588,22 +590,19 @@ mod tests {
             .add_line("CA1", 1840, "caller", "I need an agent", Some(0.9), None)
             .unwrap();
         store
-            .add_decision("CA1", 2100, "escalate", "explicit_request")
+            .add_decision("CA1", 2100, DecisionKind::Escalate, "explicit_request")
             .unwrap();
         store
             .save_handoff("H1", "CA1", &card("CA1"), "Billing dispute, account 44719.")
             .unwrap();
         store
-            .set_transfer_status("H1", "accepted", "attempts=2")
+            .set_transfer_status("H1", TransferStatus::Accepted, "attempts=2")
             .unwrap();
         store
-            .finish_call("CA1", "transferred", "2025-01-01T10:01:00Z")
+            .finish_call("CA1", Outcome::Transferred, "2025-01-01T10:01:00Z")
             .unwrap();
 
-        assert_eq!(
-            store.outcome("CA1").unwrap().as_deref(),
-            Some("transferred")
-        );
+        assert_eq!(store.outcome("CA1").unwrap(), Some(Outcome::Transferred));
         assert_eq!(
             store.handoff_summary("H1").unwrap().as_deref(),
             Some("Billing dispute, account 44719.")
@@ -636,7 +635,7 @@ mod tests {
         assert_eq!(store.handoff_summary("nope").unwrap(), None);
         assert_eq!(store.handoff_for_call("CA404").unwrap(), None);
         let err = store
-            .set_transfer_status("nope", "failed", "x")
+            .set_transfer_status("nope", TransferStatus::Failed, "x")
             .unwrap_err();
         assert!(matches!(err, StoreError::UnknownHandoff(_)), "{err:?}");
     }
@@ -803,7 +802,9 @@ mod tests {
                         store
                             .add_line("CA_shared", i, "caller", &format!("{t}-{i}"), None, None)
                             .unwrap();
-                        store.add_decision(&format!("CA_{t}"), i, "d", "x").unwrap();
+                        store
+                            .add_decision(&format!("CA_{t}"), i, DecisionKind::Hold, "x")
+                            .unwrap();
                     }
                 })
             })
@@ -862,11 +863,40 @@ mod tests {
             .unwrap();
         let outcome = store
             .run(|s| {
-                s.finish_call("CA7", "self_served", "2025-01-01T00:01:00Z")?;
+                s.finish_call("CA7", Outcome::SelfServed, "2025-01-01T00:01:00Z")?;
                 s.outcome("CA7")
             })
             .await
             .unwrap();
-        assert_eq!(outcome.as_deref(), Some("self_served"));
+        assert_eq!(outcome, Some(Outcome::SelfServed));
+    }
+
+    #[test]
+    fn an_outcome_this_build_does_not_know_is_an_error_and_the_record_shows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .begin_call("CA9", "+1", "+2", "2025-01-01T00:00:00Z")
+            .unwrap();
+        // As a newer instance sharing the database might leave it.
+        store
+            .conn()
+            .execute(
+                "UPDATE calls SET outcome = 'escalated_to_mars' WHERE call_sid = 'CA9'",
+                [],
+            )
+            .unwrap();
+        let err = store.outcome("CA9").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unrecognised(u) if u.value == "escalated_to_mars"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "stored value: unknown call outcome `escalated_to_mars`"
+        );
+        assert!(!err.is_transient());
+        let record = store.get_call("CA9").unwrap().unwrap();
+        assert_eq!(record["outcome"], "escalated_to_mars");
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::analysis::{agent_request, sentiment, tone::ToneTracker};
-use crate::call::{Record, Speaker};
+use crate::call::{DecisionKind, Outcome, Record, Speaker, TransferStatus};
 use crate::server::records::Op;
 use crate::store::Store;
 
@@ -47,7 +47,7 @@ pub enum LiveKind {
     },
     Decision {
         t_ms: u64,
-        decision: String,
+        decision: DecisionKind,
         detail: String,
         live: LiveView,
     },
@@ -59,11 +59,11 @@ pub enum LiveKind {
         live: LiveView,
     },
     Transfer {
-        status: String,
+        status: TransferStatus,
         detail: String,
     },
     Finish {
-        outcome: String,
+        outcome: Outcome,
         ended_at: String,
     },
 }
@@ -247,14 +247,16 @@ impl Board {
                         decision,
                         detail,
                     } => {
-                        call.state = match decision.as_str() {
-                            "escalate" | "fault" | "overload" => "transferring",
-                            "hangup" | "caller_hangup" => "ending",
+                        call.state = match decision {
+                            DecisionKind::Escalate
+                            | DecisionKind::Fault
+                            | DecisionKind::Overload => "transferring",
+                            DecisionKind::Hangup | DecisionKind::CallerHangup => "ending",
                             _ => call.state,
                         };
                         LiveKind::Decision {
                             t_ms: *t_ms,
-                            decision: decision.clone(),
+                            decision: *decision,
                             detail: detail.clone(),
                             live: call.view(),
                         }
@@ -286,7 +288,7 @@ impl Board {
                 Some((
                     sid,
                     LiveKind::Transfer {
-                        status: status.to_string(),
+                        status: *status,
                         detail: detail.clone(),
                     },
                 ))
@@ -300,7 +302,7 @@ impl Board {
                 Some((
                     call_sid.clone(),
                     LiveKind::Finish {
-                        outcome: outcome.clone(),
+                        outcome: *outcome,
                         ended_at: ended_at.clone(),
                     },
                 ))
@@ -371,13 +373,13 @@ mod tests {
             call_sid: "CA1".into(),
             record: Record::Decision {
                 t_ms: 4100,
-                decision: "escalate".into(),
+                decision: DecisionKind::Escalate,
                 detail: "asked".into(),
             },
         });
         writer.send(Op::Finish {
             call_sid: "CA1".into(),
-            outcome: "transferred".into(),
+            outcome: Outcome::Transferred,
             ended_at: "2026-01-01T09:00:05+00:00".into(),
         });
         // Exactly what came after the snapshot, in order.
@@ -392,10 +394,31 @@ mod tests {
         assert!(said["live"]["tone"][0].as_f64().unwrap() < 0.0, "{said}");
         let decided = kind(&snap.events.recv().await.unwrap());
         assert_eq!(decided["live"]["state"], "transferring", "{decided}");
+        assert_eq!(decided["decision"], "escalate", "{decided}");
         let finished = kind(&snap.events.recv().await.unwrap());
         assert_eq!(finished["type"], "finish");
+        assert_eq!(finished["outcome"], "transferred", "{finished}");
         assert_eq!(writer.live().live_calls(), 0);
         assert!(writer.live_snapshot().await.unwrap().calls.is_empty());
+    }
+
+    #[test]
+    fn a_transfer_event_carries_the_status_string_browsers_read() {
+        let event = LiveEvent {
+            seq: 7,
+            call_sid: "CA1".into(),
+            kind: LiveKind::Transfer {
+                status: TransferStatus::Failed,
+                detail: "exhausted".into(),
+            },
+        };
+        assert_eq!(
+            kind(&event),
+            serde_json::json!({
+                "seq": 7, "call_sid": "CA1", "type": "transfer",
+                "status": "failed", "detail": "exhausted",
+            })
+        );
     }
 
     #[test]
@@ -408,7 +431,7 @@ mod tests {
         assert!(
             feed.fold(&Op::TransferStatus {
                 handoff_id: "h1".into(),
-                status: "accepted",
+                status: TransferStatus::Accepted,
                 detail: String::new(),
             })
             .is_none()

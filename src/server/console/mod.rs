@@ -614,3 +614,21 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::call::Outcome;
+
+    /// The history filter's choices are written out in the page script; an outcome added
+    /// to the enum but not there could never be filtered on.
+    #[test]
+    fn the_outcome_filter_offers_every_outcome() {
+        let line = super::APP_JS
+            .lines()
+            .find(|l| l.starts_with("const OUTCOMES = "))
+            .expect("app.js lists the outcomes");
+        let listed: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        let all: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(listed, all, "{line}");
+    }
+}

@@ -358,7 +358,7 @@ async fn agent_leg_ended(c: &Carrier, caller: &str, cause: &str) {
             .records
             .send(crate::server::records::Op::TransferStatus {
                 handoff_id: id.clone(),
-                status: "failed",
+                status: crate::call::TransferStatus::Failed,
                 detail: format!(
                     "the agent's leg ended unanswered ({cause}); fallback queue dialled"
                 ),
@@ -399,7 +399,10 @@ async fn stream_ended(c: &Carrier, call: &str, from_socket: bool) {
     if !c.spec.calls.decide_once(call) {
         return;
     }
-    if matches!(outcome.as_deref(), Some("transferred" | "caller_hangup")) {
+    if matches!(
+        outcome,
+        Some(crate::call::Outcome::Transferred | crate::call::Outcome::CallerHangup)
+    ) {
         return;
     }
     match after_stream(&c.app, call).await {
