@@ -41,6 +41,7 @@ use crate::replay::fixture::{Act, Fixture};
 use crate::telephony::twilio::signature;
 
 pub mod ceiling;
+pub mod fakes;
 mod machine;
 pub mod providers;
 mod scale;
