@@ -51,11 +51,13 @@ enum Command {
         #[arg(long)]
         digits: Option<PathBuf>,
     },
-    /// Many simulated Twilio calls at once against warmline (in-process, or a server on
-    /// loopback): decision latency, STT queueing, CPU and memory per call, lost calls.
+    /// Many simulated calls at once against warmline (in-process, or a server on loopback),
+    /// over Twilio's, SignalWire's, Plivo's, Telnyx's or Asterisk's wire: decision latency,
+    /// STT queueing, CPU and memory per call, lost calls.
     Loadtest {
+        // Boxed: the options are the largest variant by far.
         #[command(flatten)]
-        opts: warmline::loadtest::LoadtestOptions,
+        opts: Box<warmline::loadtest::LoadtestOptions>,
         #[command(flatten)]
         ceiling: warmline::loadtest::CeilingOptions,
         /// Print the report as JSON on stdout (the table then goes to stderr).
@@ -159,7 +161,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             opts,
             ceiling,
             json,
-        } => loadtest_cmd(settings, opts, ceiling, json),
+        } => loadtest_cmd(settings, *opts, ceiling, json),
         Command::Transcribe { files } => transcribe_cmd(&settings, &files),
         Command::Console {
             command: ConsoleCommand::HashPassword,

@@ -3,7 +3,8 @@
 //! DTMF — hears the greeting as slin, is handed back with a hang-up frame, and then asks
 //! `/asterisk/route/{uuid}` where to send the caller and `/asterisk/handoff/{uuid}` which
 //! summary to play the agent (`/audio/summary/{id}.wav`, fetched and checked here), as
-//! examples/asterisk/extensions.conf does.
+//! examples/asterisk/extensions.conf does. The PBX's frames are the library's fake Asterisk
+//! (`warmline::loadtest::fakes::asterisk`), which the load generator drives too.
 
 mod common;
 
@@ -16,9 +17,8 @@ use tokio::net::TcpStream;
 use common::speech;
 use common::twilio::*;
 use warmline::audio::ulaw;
-use warmline::telephony::asterisk::audiosocket::{
-    self, KIND_DTMF, KIND_HANGUP, KIND_SLIN8, KIND_UUID,
-};
+use warmline::loadtest::fakes::asterisk as pbx;
+use warmline::telephony::asterisk::audiosocket::{self, KIND_HANGUP, KIND_SLIN8};
 
 const PBX_TOKEN: &str = "pbx-route-secret-123";
 
@@ -28,8 +28,13 @@ async fn start_pbx_line() -> (Harness, SocketAddr) {
         .local_addr()
         .unwrap();
     let h = start_with(|s| {
-        s.providers.asterisk.audiosocket_listen = Some(port);
-        s.providers.asterisk.token = Some(PBX_TOKEN.into());
+        common::apply_env(
+            s,
+            &[
+                ("WARMLINE_AUDIOSOCKET_LISTEN", port.to_string()),
+                ("WARMLINE_ASTERISK_TOKEN", PBX_TOKEN.to_string()),
+            ],
+        )
     })
     .await;
     // The listener starts with the HTTP server; wait for it.
@@ -54,10 +59,7 @@ impl Pbx {
     async fn call(addr: SocketAddr, n: u8) -> Pbx {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let id = [n; 16];
-        stream
-            .write_all(&audiosocket::frame(KIND_UUID, &id))
-            .await
-            .unwrap();
+        stream.write_all(&pbx::uuid_frame(&id)).await.unwrap();
         Pbx {
             stream,
             uuid: audiosocket::uuid_text(&id),
@@ -105,14 +107,7 @@ impl Pbx {
 
     /// One 20 ms frame of caller audio (μ-law from the fixtures, sent as slin), paced.
     async fn frame(&mut self, ulaw_frame: &[u8]) {
-        let pcm: Vec<u8> = ulaw_frame
-            .iter()
-            .flat_map(|&b| ulaw::decode(b).to_le_bytes())
-            .collect();
-        let _ = self
-            .stream
-            .write_all(&audiosocket::frame(KIND_SLIN8, &pcm))
-            .await;
+        let _ = self.stream.write_all(&pbx::slin_frame(ulaw_frame)).await;
         self.read_available().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -149,7 +144,7 @@ impl Pbx {
 async fn route(h: &Harness, uuid: &str, token: &str) -> (u16, String) {
     let r = h
         .http
-        .get(format!("{}/asterisk/route/{uuid}?token={token}", h.base))
+        .get(pbx::route_url(&h.base, uuid, token))
         .send()
         .await
         .unwrap();
@@ -247,10 +242,7 @@ async fn talking_over_the_greeting_stops_it_and_zero_reaches_a_person() {
         "greeting still playing after barge-in"
     );
     if !pbx.hung_up {
-        pbx.stream
-            .write_all(&audiosocket::frame(KIND_DTMF, b"0"))
-            .await
-            .unwrap();
+        pbx.stream.write_all(&pbx::dtmf_frame('0')).await.unwrap();
         assert!(pbx.until_hangup(Duration::from_secs(5)).await);
     }
     let (status, queue) = route(&h, &pbx.uuid, PBX_TOKEN).await;
@@ -345,7 +337,8 @@ mod ws {
     >;
 
     pub async fn start_ws_line() -> Harness {
-        start_with(|s| s.providers.asterisk.token = Some(PBX_TOKEN.into())).await
+        start_with(|s| common::apply_env(s, &[("WARMLINE_ASTERISK_TOKEN", PBX_TOKEN.to_string())]))
+            .await
     }
 
     pub fn basic(password: &str) -> String {

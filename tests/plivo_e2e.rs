@@ -4,91 +4,38 @@
 //! a transfer through a fake Plivo REST API (`legs=aleg`, `aleg_url`), whose document speaks
 //! to the caller and dials with the agent's confirm sound (which plays the spoken summary's
 //! WAV from `/audio/summary/{id}.wav`, fetched and checked here); the stream dropping and the
-//! `<Redirect>` failing open; forged signatures refused.
+//! `<Redirect>` failing open; forged signatures refused. The fake Plivo (its API, signatures
+//! and stream messages) is the library's, `warmline::loadtest::fakes::plivo`.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use common::speech;
 use common::twilio::{API_TOKEN, Harness, attr, get_json, start_with, text_of};
+use warmline::loadtest::fakes::plivo::{self as fake, AUTH_TOKEN, FakePlivo};
 use warmline::replay::fixture::read_ulaw;
-use warmline::telephony::plivo::signature;
-
-const AUTH_ID: &str = "MAPLIVOTESTACCOUNT01";
-const AUTH_TOKEN: &str = "plivo-auth-token-for-tests";
-
-#[derive(Clone, Default)]
-struct FakePlivo {
-    transfers: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-async fn transfer(
-    State(f): State<FakePlivo>,
-    Path((id, call)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-) -> StatusCode {
-    let want = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_ID}:{AUTH_TOKEN}"))
-    );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str())
-        || id != AUTH_ID
-    {
-        return StatusCode::UNAUTHORIZED;
-    }
-    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    f.transfers.lock().unwrap().push((call, body));
-    StatusCode::ACCEPTED
-}
 
 async fn plivo_line() -> (Harness, FakePlivo) {
     let fake = FakePlivo::default();
-    let app = axum::Router::new()
-        .route("/v1/Account/{id}/Call/{call}/", post(transfer))
-        .with_state(fake.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    let h = start_with(|s| {
-        s.providers.plivo.auth_id = Some(AUTH_ID.into());
-        s.providers.plivo.auth_token = Some(AUTH_TOKEN.into());
-        s.providers.plivo.api_base = format!("http://{addr}");
-    })
-    .await;
+    let addr = fake.start(0).await.unwrap().detach();
+    let h =
+        start_with(|s| common::apply_env(s, &fake::server_env(&format!("http://{addr}")))).await;
     (h, fake)
 }
 
 async fn post_plivo(h: &Harness, path: &str, params: &[(&str, &str)], key: &str) -> (u16, String) {
     let url = format!("{}{path}", h.base);
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let nonce = "28376478236478236";
-    let r = h
-        .http
-        .post(&url)
-        .header(
-            "X-Plivo-Signature-V3",
-            signature::compute(key, &url, &owned, nonce),
-        )
-        .header("X-Plivo-Signature-V3-Nonce", nonce)
-        .form(params)
-        .send()
-        .await
-        .unwrap();
+    let owned = warmline::loadtest::fakes::form(params);
+    let mut req = h.http.post(&url).form(params);
+    for (name, value) in fake::sign(key, &url, &owned, "28376478236478236") {
+        req = req.header(name, value);
+    }
+    let r = req.send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -99,6 +46,8 @@ type Ws =
 struct Stream {
     ws: Ws,
     events: Vec<String>,
+    stream_id: String,
+    seq: u64,
     chunk: u64,
 }
 
@@ -117,23 +66,18 @@ impl Stream {
         .await;
         assert_eq!(status, 200, "{answer}");
         assert!(answer.contains(r#"bidirectional="true""#), "{answer}");
-        let url = answer
-            .split("\">")
-            .nth(1)
-            .and_then(|r| r.split("</Stream>").next())
-            .unwrap()
-            .to_string();
+        let read = fake::Answer::parse(&answer);
+        let url = read.stream_url.expect("a <Stream> URL");
         let token = attr(&answer, "Stream", "extraHeaders");
         let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         let mut s = Stream {
             ws,
             events: Vec::new(),
+            stream_id: format!("st-{uuid}"),
+            seq: 1,
             chunk: 0,
         };
-        s.send(json!({"event": "start", "sequenceNumber": 1,
-            "start": {"callId": uuid, "streamId": format!("st-{uuid}"), "accountId": AUTH_ID,
-                      "tracks": ["inbound"], "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000}},
-            "extra_headers": token}))
+        s.send(fake::start(1, uuid, &s.stream_id.clone(), &token))
             .await;
         s
     }
@@ -144,11 +88,10 @@ impl Stream {
 
     /// One 20 ms frame; answers checkpoints as Plivo does once their audio played.
     async fn frame(&mut self, ulaw: &[u8]) {
+        self.seq += 1;
         self.chunk += 1;
-        self.send(json!({"event": "media", "streamId": "x",
-            "media": {"track": "inbound", "timestamp": "0", "chunk": self.chunk,
-                      "payload": base64::engine::general_purpose::STANDARD.encode(ulaw)}}))
-            .await;
+        let media = fake::media(self.seq, &self.stream_id, self.chunk, ulaw);
+        self.send(media).await;
         while let Ok(Some(Ok(Message::Text(t)))) =
             tokio::time::timeout(Duration::from_millis(1), self.ws.next()).await
         {
@@ -156,13 +99,15 @@ impl Stream {
             let ev = v["event"].as_str().unwrap_or("").to_string();
             match ev.as_str() {
                 "checkpoint" => {
-                    let name = v["name"].clone();
-                    self.send(json!({"event": "playedStream", "streamId": "x", "name": name}))
-                        .await;
+                    let name = v["name"].as_str().unwrap_or_default().to_string();
+                    self.seq += 1;
+                    let played = fake::played_stream(self.seq, &self.stream_id, &name);
+                    self.send(played).await;
                 }
                 "clearAudio" => {
-                    self.send(json!({"event": "clearedAudio", "streamId": "x"}))
-                        .await
+                    self.seq += 1;
+                    let cleared = fake::cleared_audio(self.seq, &self.stream_id);
+                    self.send(cleared).await
                 }
                 "playAudio" => assert_eq!(v["media"]["contentType"], "audio/x-mulaw"),
                 other => panic!("unexpected event {other}: {t}"),
@@ -205,8 +150,8 @@ async fn a_plivo_call_barges_in_and_is_transferred_with_the_confirm_sound() {
     );
     let until = Instant::now() + Duration::from_secs(15);
     let (call, body) = loop {
-        if let Some(t) = fake.transfers.lock().unwrap().first().cloned() {
-            break t;
+        if let Some(t) = fake.transfers.first(|_| true) {
+            break (t.call, t.body);
         }
         assert!(Instant::now() < until, "no transfer");
         s.silence(5).await;
@@ -277,10 +222,11 @@ async fn plivo_dtmf_a_dropped_stream_and_forged_signatures() {
     let uuid = "d1c0a7e2-0000-4000-8000-000000000002";
     let mut s = Stream::open(&h, uuid).await;
     s.silence(5).await;
-    s.send(json!({"event": "dtmf", "dtmf": {"track": "inbound", "digit": "0", "timestamp": "1"}}))
-        .await;
+    s.seq += 1;
+    let zero = fake::dtmf(s.seq, &s.stream_id, '0');
+    s.send(zero).await;
     let until = Instant::now() + Duration::from_secs(5);
-    while fake.transfers.lock().unwrap().is_empty() {
+    while fake.transfers.all().is_empty() {
         assert!(Instant::now() < until, "DTMF 0 did not transfer");
         s.silence(2).await;
     }

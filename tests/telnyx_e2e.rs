@@ -163,7 +163,7 @@ async fn forged_or_stale_webhooks_are_refused_and_admit_nothing() {
 async fn zero_until_transfer(h: &Harness, fake: &FakeTelnyx, call: &str) -> Stream {
     let mut s = Stream::open(h, fake, call).await;
     s.silence(5).await;
-    s.dtmf("0").await;
+    s.dtmf('0').await;
     let until = Instant::now() + Duration::from_secs(5);
     while !fake.actions_for(call).contains(&"transfer".to_string()) {
         assert!(Instant::now() < until, "DTMF 0 did not transfer");
@@ -237,7 +237,7 @@ async fn dtmf_transfers_and_dropped_streams_and_refused_transfers_fail_open_to_a
     let mut s = Stream::open(&h, &fake, call).await;
     s.silence(5).await;
     *fake.refuse_transfers.lock().unwrap() = 1;
-    s.dtmf("0").await;
+    s.dtmf('0').await;
     let until = Instant::now() + Duration::from_secs(10);
     while fake
         .actions_for(call)

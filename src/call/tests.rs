@@ -575,7 +575,11 @@ fn a_held_number_heard_whole_is_not_heard_again_on_its_own() {
     });
     let (_, h) = call.transfers.first().expect("transferred");
     assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
-    assert!(call.decisions.iter().any(|(_, d)| d == "hold_pause"));
+    assert!(
+        call.decisions
+            .iter()
+            .any(|(_, d)| *d == DecisionKind::HoldPause)
+    );
     assert!(
         call.late().is_empty(),
         "no continuation pass: {:?}",

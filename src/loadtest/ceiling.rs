@@ -20,9 +20,9 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use super::machine::Machine;
+use super::server::Server;
 use super::{
-    FakeTwilio, InProcess, LoadtestOptions, MAX_CALLS, MAX_CONCURRENCY, Report, Server,
-    load_fixtures, run_against,
+    LoadtestOptions, MAX_CALLS, MAX_CONCURRENCY, Report, load_fixtures, run_against, start_cloud,
 };
 
 /// The `--find-ceiling` part of the `warmline loadtest` command line.
@@ -376,19 +376,8 @@ pub async fn run(opts: LoadtestOptions, copts: CeilingOptions, print: fn(&str)) 
         print(&ceiling.header());
         search(&copts, |c, n| super::run(step_opts(c, n)), print_row).await?
     } else {
-        let (fake, fake_task) = FakeTwilio::start(
-            opts.fake_port.unwrap_or(0),
-            &opts.account_sid,
-            &opts.auth_token,
-        )
-        .await?;
-        let server = match &opts.url {
-            Some(url) => Server::Remote {
-                base: url.trim_end_matches('/').to_string(),
-                pid: opts.server_pid,
-            },
-            None => Server::InProcess(InProcess::start(&opts, fake.addr).await?),
-        };
+        let cloud = Arc::new(start_cloud(&opts).await?);
+        let server = Server::for_run(&opts, &cloud.base()).await?;
         ceiling.server = match &server {
             Server::InProcess(_) => format!(
                 "in-process, one for every step (max_calls {}, stt threads {}, {} decoder states)",
@@ -397,23 +386,21 @@ pub async fn run(opts: LoadtestOptions, copts: CeilingOptions, print: fn(&str)) 
             Server::Remote { base, .. } => format!("{base}, one for every step"),
         };
         print(&ceiling.header());
-        let (server, fixtures, fake) = (&server, Arc::new(fixtures), fake.clone());
-        let found = search(
+        let (server, fixtures) = (&server, Arc::new(fixtures));
+        search(
             &copts,
             |c, n| {
-                let (o, fixtures, note, fake) = (
+                let (o, fixtures, note, cloud) = (
                     step_opts(c, n),
                     fixtures.clone(),
                     fixture_note.clone(),
-                    fake.clone(),
+                    cloud.clone(),
                 );
-                async move { run_against(&o, fixtures.to_vec(), note, fake, server).await }
+                async move { run_against(&o, fixtures.to_vec(), note, cloud, server).await }
             },
             print_row,
         )
-        .await;
-        fake_task.abort();
-        found?
+        .await?
     };
     ceiling.steps = steps;
     ceiling.ceiling = found.ceiling();
@@ -499,7 +486,7 @@ mod tests {
             completed: concurrency - lost,
             lost_calls: (0..lost).map(|i| format!("CA{i} f: reset")).collect(),
             transfers_citing_overload: overload,
-            decision_latency: p95_ms.map(|p| super::super::Spread {
+            decision_latency: p95_ms.map(|p| crate::loadtest::Spread {
                 n: concurrency,
                 mean_ms: p / 2.0,
                 p50_ms: p / 2.0,

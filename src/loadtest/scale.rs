@@ -14,10 +14,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::{
-    FakeTwilio, HTTP_TIMEOUT, HistSummary, InProcess, LoadtestOptions, Measured, Report,
-    RssSampler, Server, Snapshot, Spread, load_fixtures, run_against, wait_ready,
-};
+use super::measure::{RssSampler, Snapshot};
+use super::providers::Cloud;
+use super::report::{HistSummary, Measured, Report, Spread};
+use super::server::{InProcess, Server, wait_ready};
+use super::{HTTP_TIMEOUT, LoadtestOptions, load_fixtures, run_against, start_cloud};
 
 /// Each instance loads its own model and runtime; more than this on one box measures
 /// nothing but contention.
@@ -62,18 +63,16 @@ fn share(total: usize, n: usize, i: usize) -> usize {
 }
 
 pub(super) async fn run(opts: LoadtestOptions) -> Result<Report> {
-    let (fake, fake_task) = FakeTwilio::start(0, &opts.account_sid, &opts.auth_token).await?;
-    let result = spread(&opts, fake).await;
-    fake_task.abort();
-    result
+    let cloud = std::sync::Arc::new(start_cloud(&opts).await?);
+    spread(&opts, cloud).await
 }
 
-async fn spread(opts: &LoadtestOptions, fake: std::sync::Arc<FakeTwilio>) -> Result<Report> {
+async fn spread(opts: &LoadtestOptions, cloud: std::sync::Arc<Cloud>) -> Result<Report> {
     let n = opts.instances;
     let (fixtures, fixture_note) = load_fixtures(&opts.fixtures)?;
     let mut servers = Vec::with_capacity(n);
     for i in 0..n {
-        let server = InProcess::start(opts, fake.addr)
+        let server = InProcess::start(opts, &cloud.base())
             .await
             .with_context(|| format!("starting instance {i}"))?;
         servers.push(Server::InProcess(server));
@@ -83,7 +82,7 @@ async fn spread(opts: &LoadtestOptions, fake: std::sync::Arc<FakeTwilio>) -> Res
         .build()
         .context("building the HTTP client")?;
     for s in &servers {
-        wait_ready(&http, s.base()).await?;
+        wait_ready(&http, s).await?;
     }
     // The instances share this process: its CPU and memory are theirs together.
     let before = Snapshot::take(&http, &servers[0]).await?;
@@ -95,14 +94,12 @@ async fn spread(opts: &LoadtestOptions, fake: std::sync::Arc<FakeTwilio>) -> Res
         o.url = Some(s.base().to_string());
         o.calls = share(opts.calls, n, i);
         o.concurrency = share(opts.concurrency, n, i);
-        let (fixtures, note, fake) = (fixtures.clone(), fixture_note.clone(), fake.clone());
+        let (fixtures, note, cloud) = (fixtures.clone(), fixture_note.clone(), cloud.clone());
         // Seen from outside, as a --url server: the process-wide CPU and memory are taken
         // once for all instances below.
-        let server = Server::Remote {
-            base: s.base().to_string(),
-            pid: None,
-        };
-        async move { run_against(&o, fixtures, note, fake, &server).await }
+        let server = s.remote_view();
+        o.audiosocket = server.audiosocket();
+        async move { run_against(&o, fixtures, note, cloud, &server).await }
     });
     let mut reports = futures_util::future::try_join_all(runs).await?;
     let wall = started.elapsed();

@@ -27,6 +27,13 @@ pub fn settings() -> Settings {
     s.with_shipped_assets_at(root())
 }
 
+/// Sets `env` on `s` as `warmline serve` reads the environment: the documented names (the
+/// fakes' `server_env`) are the stable contract, whatever shape the settings take inside.
+pub fn apply_env(s: &mut Settings, env: &[(&'static str, String)]) {
+    s.apply_env(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .expect("valid settings");
+}
+
 pub fn playbook() -> Arc<Playbook> {
     setup::load_playbook(&settings()).expect("shipped dialplan and prompts load")
 }

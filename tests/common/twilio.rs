@@ -1,110 +1,29 @@
-//! A fake Twilio (REST API, handoff webhook) and a scripted Twilio caller for driving the
-//! real server over real HTTP and WebSockets on 127.0.0.1: signed webhooks, the media stream
-//! paced at 20 ms, marks echoed as Twilio echoes them.
+//! The real server in this process (or another) with the library's fake Twilio
+//! (`warmline::loadtest::fakes::twilio`: REST API, handoff webhook, signatures, Media Streams
+//! messages), and a scripted Twilio caller that steps the media stream frame by frame at
+//! 20 ms, echoing marks as Twilio echoes them and asserting on what warmline sends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+use warmline::loadtest::fakes::twilio as fake;
 use warmline::replay::fixture::read_ulaw;
 use warmline::server;
-use warmline::telephony::twilio::signature;
 
-pub const ACCOUNT: &str = "ACtest0000000000000000000000000000";
-pub const TOKEN: &str = "test-auth-token";
+pub use warmline::loadtest::fakes::twilio::Fake;
+
+pub const ACCOUNT: &str = fake::ACCOUNT_SID;
+pub const TOKEN: &str = fake::AUTH_TOKEN;
 /// Bearer token for the caller-data routes.
 pub const API_TOKEN: &str = "e2e-api-token-0123456789";
-
-/// What the fake Twilio saw.
-#[derive(Default)]
-pub struct Seen {
-    /// (call sid, Twiml, when) of accepted call updates.
-    pub updates: Vec<(String, String, Instant)>,
-    /// Call-update attempts refused with 503 on purpose.
-    pub refused: u32,
-    pub bad_auth: u32,
-    pub cards: Vec<Value>,
-}
-
-#[derive(Clone)]
-pub struct Fake {
-    pub seen: Arc<Mutex<Seen>>,
-    /// Answer this many call updates with 503 first (the client must retry).
-    pub fail_first: Arc<Mutex<u32>>,
-    /// Hold every call update this long before answering (a hung REST edge).
-    pub hang: Arc<Mutex<Option<Duration>>>,
-    /// Hold the handoff webhook this long (a hung CRM).
-    pub hang_handoff: Arc<Mutex<Option<Duration>>>,
-}
-
-pub async fn fake_update(
-    State(f): State<Fake>,
-    Path((acct, call)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: String,
-) -> (StatusCode, Json<Value>) {
-    let want = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"))
-    );
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if auth != want || acct != ACCOUNT {
-        f.seen.lock().unwrap().bad_auth += 1;
-        return (StatusCode::UNAUTHORIZED, Json(json!({"code": 20003})));
-    }
-    let hang = *f.hang.lock().unwrap();
-    if let Some(d) = hang {
-        tokio::time::sleep(d).await;
-    }
-    {
-        let mut left = f.fail_first.lock().unwrap();
-        if *left > 0 {
-            *left -= 1;
-            f.seen.lock().unwrap().refused += 1;
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"code": 20500})),
-            );
-        }
-    }
-    let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    let call = call.trim_end_matches(".json").to_string();
-    let twiml = form.get("Twiml").cloned().unwrap_or_default();
-    f.seen
-        .lock()
-        .unwrap()
-        .updates
-        .push((call.clone(), twiml, Instant::now()));
-    (
-        StatusCode::OK,
-        Json(json!({"sid": call, "status": "in-progress"})),
-    )
-}
-
-pub async fn fake_handoff(State(f): State<Fake>, Json(card): Json<Value>) -> StatusCode {
-    let hang = *f.hang_handoff.lock().unwrap();
-    if let Some(d) = hang {
-        tokio::time::sleep(d).await;
-    }
-    f.seen.lock().unwrap().cards.push(card);
-    StatusCode::OK
-}
 
 pub struct Harness {
     pub base: String,
@@ -117,39 +36,31 @@ pub struct Harness {
     pub shutdown: Mutex<Option<server::Shutdown>>,
 }
 
-/// A fake Twilio REST API and handoff-webhook receiver on loopback.
+/// The library's fake Twilio REST API and handoff-webhook receiver (also SignalWire's LaML
+/// API) on loopback, running until the test ends.
 pub async fn start_fake() -> (Fake, SocketAddr) {
-    let fake = Fake {
-        seen: Arc::default(),
-        fail_first: Arc::default(),
-        hang: Arc::default(),
-        hang_handoff: Arc::default(),
-    };
-    let fake_app = Router::new()
-        .route(
-            "/2010-04-01/Accounts/{acct}/Calls/{call}",
-            post(fake_update),
-        )
-        .route("/handoff", post(fake_handoff))
-        .with_state(fake.clone());
-    let fake_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake_addr = fake_listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(fake_listener, fake_app).await.unwrap() });
-    (fake, fake_addr)
+    let fake = Fake::default();
+    let addr = fake.start(0).await.unwrap().detach();
+    (fake, addr)
 }
 
 /// Settings for a server on `addr` that talks to the fake at `fake_addr`.
 pub fn settings_for(addr: SocketAddr, fake_addr: SocketAddr) -> warmline::config::Settings {
     let mut s = super::settings();
-    s.listen = addr;
-    s.public_url = format!("http://{addr}");
-    s.data_dir = tempfile::tempdir().unwrap().keep();
-    s.providers.twilio.account_sid = Some(ACCOUNT.into());
-    s.providers.twilio.auth_token = Some(TOKEN.into());
-    s.providers.twilio.api_base = format!("http://{fake_addr}");
-    s.handoff_webhook = Some(format!("http://{fake_addr}/handoff"));
-    s.validate_signatures = true;
-    s.api_tokens = vec![API_TOKEN.into()];
+    let data_dir = tempfile::tempdir().unwrap().keep();
+    let mut env = vec![
+        ("WARMLINE_LISTEN", addr.to_string()),
+        ("WARMLINE_PUBLIC_URL", format!("http://{addr}")),
+        ("WARMLINE_DATA_DIR", data_dir.display().to_string()),
+        ("WARMLINE_VALIDATE_SIGNATURES", "true".to_string()),
+        ("WARMLINE_API_TOKENS", API_TOKEN.to_string()),
+    ];
+    env.extend(fake::server_env(
+        ACCOUNT,
+        TOKEN,
+        &format!("http://{fake_addr}"),
+    ));
+    super::apply_env(&mut s, &env);
     s
 }
 
@@ -207,11 +118,7 @@ impl Harness {
 }
 
 pub fn sign(url: &str, params: &[(&str, &str)]) -> String {
-    let owned: Vec<(String, String)> = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    signature::compute(TOKEN, url, &owned)
+    fake::sign(TOKEN, url, &warmline::loadtest::fakes::form(params))
 }
 
 impl Harness {
@@ -220,7 +127,7 @@ impl Harness {
         let r = self
             .http
             .post(&url)
-            .header("X-Twilio-Signature", sign(&url, params))
+            .header(fake::SIGNATURE_HEADER, sign(&url, params))
             .form(params)
             .send()
             .await
@@ -284,24 +191,18 @@ impl Harness {
             chunk: 0,
             received: Vec::new(),
         };
-        call.send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            .await;
-        let start = json!({
-            "event": "start", "sequenceNumber": "1", "streamSid": call.stream_sid,
-            "start": {"streamSid": call.stream_sid, "accountSid": ACCOUNT, "callSid": call_sid,
-                      "tracks": ["inbound"], "customParameters": params,
-                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
-        });
+        call.send(fake::connected()).await;
+        let start = fake::start(&call.stream_sid, ACCOUNT, call_sid, &params);
         call.send(start).await;
         call
     }
 
+    /// The TwiML of each call update for `call_sid`, with its arrival time.
     pub fn updates_for(&self, call_sid: &str) -> Vec<(String, Instant)> {
-        let seen = self.fake.seen.lock().unwrap();
-        seen.updates
-            .iter()
-            .filter(|u| u.0 == call_sid)
-            .map(|u| (u.1.clone(), u.2))
+        self.fake
+            .updates_for(call_sid)
+            .into_iter()
+            .map(|u| (u.twiml().to_string(), u.at))
             .collect()
     }
 
@@ -411,8 +312,7 @@ impl Call {
             if ev == "mark" {
                 let name = v["mark"]["name"].as_str().unwrap().to_string();
                 self.seq += 1;
-                let echo = json!({"event": "mark", "sequenceNumber": self.seq.to_string(),
-                                  "streamSid": self.stream_sid, "mark": {"name": name}});
+                let echo = fake::mark(self.seq, &self.stream_sid, &name);
                 self.send(echo).await;
             }
             self.received.push(ev);
@@ -423,10 +323,7 @@ impl Call {
     pub async fn try_frame(&mut self, payload: &[u8]) -> bool {
         self.seq += 1;
         self.chunk += 1;
-        let msg = json!({"event": "media", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
-                         "media": {"track": "inbound", "chunk": self.chunk.to_string(),
-                                   "timestamp": (self.chunk * 20).to_string(),
-                                   "payload": base64::engine::general_purpose::STANDARD.encode(payload)}});
+        let msg = fake::media(self.seq, &self.stream_sid, self.chunk, payload);
         if self
             .ws
             .send(Message::Text(msg.to_string().into()))
@@ -440,7 +337,9 @@ impl Call {
                 Ok(Some(Ok(Message::Text(t)))) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
                     if v["event"] == "mark" {
-                        let echo = json!({"event": "mark", "streamSid": self.stream_sid, "mark": v["mark"]});
+                        self.seq += 1;
+                        let name = v["mark"]["name"].as_str().unwrap_or_default();
+                        let echo = fake::mark(self.seq, &self.stream_sid, name);
                         if self
                             .ws
                             .send(Message::Text(echo.to_string().into()))
@@ -465,10 +364,7 @@ impl Call {
     pub async fn frame(&mut self, payload: &[u8]) {
         self.seq += 1;
         self.chunk += 1;
-        let msg = json!({"event": "media", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
-                         "media": {"track": "inbound", "chunk": self.chunk.to_string(),
-                                   "timestamp": (self.chunk * 20).to_string(),
-                                   "payload": base64::engine::general_purpose::STANDARD.encode(payload)}});
+        let msg = fake::media(self.seq, &self.stream_sid, self.chunk, payload);
         self.send(msg).await;
         self.drain().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -506,8 +402,7 @@ impl Call {
 
     pub async fn stop(&mut self, call_sid: &str) {
         self.seq += 1;
-        let stop = json!({"event": "stop", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
-                          "stop": {"accountSid": ACCOUNT, "callSid": call_sid}});
+        let stop = fake::stop(self.seq, &self.stream_sid, ACCOUNT, call_sid);
         self.send(stop).await;
         let _ = self.ws.close(None).await;
     }

@@ -1,21 +1,31 @@
-//! SignalWire: Twilio's media protocol and cXML under `/signalwire/…`. Webhooks are signed
-//! with the project's Signing Key in `X-SignalWire-Signature` (Twilio's algorithm); the
-//! transfer is a LaML REST update (`/api/laml/2010-04-01/Accounts/{project}/Calls/{call}`,
-//! basic auth project:token) whose `Url=` is warmline's transfer document.
+//! SignalWire: the Twilio-shaped line under `/signalwire/…` with the project's credentials;
+//! its transfer is a LaML call update whose `Url=` SignalWire then fetches (signed), so the
+//! call counts as transferred when that document dials a person.
 
-use crate::config::Settings;
+use super::Transfer;
+use super::twilio::{Line, fetch_signed};
+use crate::loadtest::calls::{CallError, Ctx};
+use crate::loadtest::fakes::signalwire as fake;
 
-pub const PROJECT: &str = "b6a6d1e4-0000-4000-8000-00000000load";
-pub const API_TOKEN: &str = "PTloadtest-signalwire-api-token";
-pub const SIGNING_KEY: &str = "PSKloadtest-signing-key";
-pub const SIGNATURE_HEADER: &str = "X-SignalWire-Signature";
+pub(super) fn line() -> Line {
+    Line {
+        prefix: "signalwire",
+        account: fake::PROJECT.to_string(),
+        signing_key: fake::SIGNING_KEY.to_string(),
+        signature_header: fake::SIGNATURE_HEADER,
+    }
+}
 
-/// The LaML call-update route the fake space serves.
-pub const LAML_UPDATE: &str = "/api/laml/2010-04-01/Accounts/{acct}/Calls/{call}";
-
-pub fn configure(s: &mut Settings, fake_base: &str) {
-    s.providers.signalwire.project = Some(PROJECT.into());
-    s.providers.signalwire.token = Some(API_TOKEN.into());
-    s.providers.signalwire.signing_key = Some(SIGNING_KEY.into());
-    s.providers.signalwire.space_url = Some(fake_base.to_string());
+pub(super) async fn transfer(ctx: &Ctx, call: &str) -> Result<Transfer, CallError> {
+    let u = ctx.cloud.twilio.next_update(call).await;
+    let url = u.url();
+    let to_person = url.contains("/signalwire/transfer/")
+        && fetch_signed(ctx, &line(), url, call)
+            .await?
+            .contains("<Dial");
+    Ok(Transfer {
+        at: u.at,
+        to_person,
+        what: format!("Url={url}"),
+    })
 }
