@@ -729,15 +729,9 @@ impl Engine {
             }));
         }
         let p = self.pending.get(&id).copied()?;
-        let (Ok(t), Some((held_end, heard_then))) = (&result, p.held_at) else {
+        let (Ok(t), Some((held_end, _))) = (&result, p.held_at) else {
             return Some(result);
         };
-        // Whisper went on past the hold: the continuation is in this transcript already, and
-        // hearing it again on its own would write the same digits twice ("4 0 2 8 7 4" +
-        // "0 2 8 7 4").
-        if heard_size(&t.text) > heard_then {
-            return Some(result);
-        }
         // From just after the held words (the pause is at least 220 ms: the continuation
         // starts later than this) to the end of the utterance.
         let Some(samples) = self

@@ -560,35 +560,6 @@ fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
 }
 
 #[test]
-fn a_held_number_heard_whole_is_not_heard_again_on_its_own() {
-    let (audio, second_from) = chunked_number();
-    let mut call = Call::new();
-    call.play(&audio, |a| {
-        Some(if a.at < second_from {
-            said("I need a refund, my account number is 4 4 7.")
-        } else if a.early {
-            // Whisper heard past the held pause, a little differently from the tail alone.
-            said("I need a refund, my account number is 4 4 7 1 9.")
-        } else {
-            said("4 7 1 9.")
-        })
-    });
-    let (_, h) = call.transfers.first().expect("transferred");
-    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
-    assert!(
-        call.decisions
-            .iter()
-            .any(|(_, d)| *d == DecisionKind::HoldPause)
-    );
-    assert!(
-        call.late().is_empty(),
-        "no continuation pass: {:?}",
-        call.asked
-    );
-    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
-}
-
-#[test]
 fn chunks_cut_by_the_endpoint_are_joined_into_one_turn() {
     // Without a transcript at the pause (or with one that comes back too late to hold it),
     // the endpoint cuts each chunk; the turn still waits for the rest and joins them.
