@@ -64,6 +64,14 @@ pub(super) fn loopback_only(url: &str) -> Result<(), CallError> {
     }
 }
 
+/// The media WebSocket a provider's answer pointed at, opened only on loopback.
+pub(super) async fn open_stream(url: &str) -> Result<super::fakes::MediaLink, CallError> {
+    loopback_only(url)?;
+    super::fakes::MediaLink::websocket(url)
+        .await
+        .map_err(|e| CallError::Media(e.to_string()))
+}
+
 /// What every call needs.
 pub(super) struct Ctx {
     pub(super) base: String,

@@ -5,9 +5,9 @@
 //! itself, Plivo runs the `<Redirect>`.
 
 use super::{AfterClose, Answer, Media, Transfer};
-use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, loopback_only};
+use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, open_stream};
 use crate::loadtest::fakes::plivo::{self as fake, AUTH_TOKEN};
-use crate::loadtest::fakes::{MediaClient, MediaLink, form};
+use crate::loadtest::fakes::{MediaClient, form};
 
 async fn signed_post(
     ctx: &Ctx,
@@ -39,10 +39,7 @@ pub(super) async fn answer(ctx: &Ctx, out: &CallOutcome) -> Result<Answer, CallE
         }
         return Err(CallError::Answer(body));
     };
-    loopback_only(&stream_url)?;
-    let link = MediaLink::websocket(&stream_url)
-        .await
-        .map_err(|e| CallError::Media(e.to_string()))?;
+    let link = open_stream(&stream_url).await?;
     let client = fake::MediaClient::new(
         &out.call_sid,
         answer.extra_headers.as_deref().unwrap_or_default(),

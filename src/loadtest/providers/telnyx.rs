@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{AfterClose, Answer, Media, Transfer};
-use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, loopback_only};
+use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, loopback_only, open_stream};
+use crate::loadtest::fakes::MediaClient;
 use crate::loadtest::fakes::telnyx::{self as fake, Command};
-use crate::loadtest::fakes::{MediaClient, MediaLink};
 
 /// How long warmline has to act on a webhook through the Call Control API (it answers the
 /// webhook at once and sends its commands in the background).
@@ -54,10 +54,7 @@ pub(super) async fn answer(ctx: &Ctx, out: &CallOutcome) -> Result<Answer, CallE
     let Some(stream_url) = answered.body["stream_url"].as_str() else {
         return Ok(Answer::ToPerson);
     };
-    loopback_only(stream_url)?;
-    let link = MediaLink::websocket(stream_url)
-        .await
-        .map_err(|e| CallError::Media(e.to_string()))?;
+    let link = open_stream(stream_url).await?;
     let client_state = answered.body["client_state"].as_str().unwrap_or_default();
     let client = fake::MediaClient::new(&out.call_sid, client_state, &from, CALLED);
     Ok(Answer::Stream(Media {

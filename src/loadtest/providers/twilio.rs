@@ -3,9 +3,9 @@
 //! a REST call update, and `<Connect action>` asked (signed) when warmline ends the stream.
 
 use super::{AfterClose, Answer, Media, Transfer};
-use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, loopback_only};
+use crate::loadtest::calls::{CALLED, CallError, CallOutcome, Ctx, open_stream};
 use crate::loadtest::fakes::twilio::{self as fake, VoiceAnswer};
-use crate::loadtest::fakes::{MediaClient, MediaLink, form};
+use crate::loadtest::fakes::{MediaClient, form};
 
 /// What tells the Twilio-shaped lines apart.
 pub(super) struct Line {
@@ -59,10 +59,7 @@ pub(super) async fn answer(ctx: &Ctx, out: &CallOutcome, line: &Line) -> Result<
         }
         return Err(CallError::Answer(body));
     };
-    loopback_only(&stream_url)?;
-    let link = MediaLink::websocket(&stream_url)
-        .await
-        .map_err(|e| CallError::Media(e.to_string()))?;
+    let link = open_stream(&stream_url).await?;
     let client = fake::MediaClient::new(&line.account, &out.call_sid, answer.params);
     Ok(Answer::Stream(Media {
         link,
