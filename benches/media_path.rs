@@ -79,9 +79,11 @@ fn check_allocations(stream: &[[u8; FRAME_SAMPLES_8K]]) {
                 event_allocs += allocs;
                 drop(u);
             }
-            Some(FrontendEvent::SpeechStart { .. } | FrontendEvent::Pause(_)) => {
-                event_allocs += allocs
-            }
+            Some(
+                FrontendEvent::SpeechStart { .. }
+                | FrontendEvent::Pause(_)
+                | FrontendEvent::QuickPause(_),
+            ) => event_allocs += allocs,
             None => {
                 quiet_frames += 1;
                 quiet_allocs += allocs;

@@ -24,6 +24,16 @@ const SAMPLES_16K: usize = FRAME_SAMPLES_8K * 2;
 /// "ours." (heard as "Our", so the caller got no opening hours).
 const TRAILING_MS: u64 = 200;
 
+/// Silence after which a short utterance is offered for a quick look
+/// ([`FrontendEvent::QuickPause`]): long enough that the caller has stopped, not only taken a
+/// breath between two syllables, and half of [`TRAILING_MS`], so a lone "Agent." can be put
+/// through before the ordinary pause transcript would even start.
+const QUICK_TRAILING_MS: u64 = 100;
+/// Only utterances this short get a quick look: a request for a person said on its own is
+/// one to five words, and a short utterance is transcribed in ~0.1 s, so the look costs the
+/// line little and never delays a long turn.
+const QUICK_MAX_SPEECH_MS: u64 = 2_000;
+
 /// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).
 const MAX_INNER_SILENCE_MS: u64 = 300;
 /// Upper bounds that keep a bad config from reserving absurd amounts of memory per call.
@@ -50,6 +60,10 @@ pub struct FrontendConfig {
     /// Report each pause in speech as a [`FrontendEvent::Pause`] as soon as its utterance's
     /// audio is complete, so transcription can start before the endpoint is sure.
     pub early_transcripts: bool,
+    /// With `early_transcripts`, also report a short utterance's first 100 ms of silence as a
+    /// [`FrontendEvent::QuickPause`], so an unambiguous request for a person is acted on
+    /// sooner. Off, a lone "Agent." waits for the ordinary pause.
+    pub quick_transcripts: bool,
 }
 
 impl Default for FrontendConfig {
@@ -63,6 +77,7 @@ impl Default for FrontendConfig {
             max_utterance_ms: ep.max_utterance_ms,
             pre_roll_ms: 200,
             early_transcripts: true,
+            quick_transcripts: true,
         }
     }
 }
@@ -91,6 +106,11 @@ pub enum FrontendEvent {
     /// transcription started now is ready when the endpoint (hundreds of milliseconds later)
     /// is; one started at the endpoint would make the caller wait for it.
     Pause(Utterance),
+    /// A short utterance has had [`QUICK_TRAILING_MS`] of silence: too little to be sure of
+    /// the end, enough for a first look at its words. Its audio has less trailing silence
+    /// than the [`Utterance`] the endpoint would cut, so its transcript only ever decides an
+    /// unmistakable turn; anything else waits for the [`FrontendEvent::Pause`].
+    QuickPause(Utterance),
 }
 
 /// One stretch of caller speech, ready for transcription.
@@ -400,18 +420,27 @@ impl Frontend {
             return None;
         }
         let end = self.endpointer.ongoing(frame)?;
-        if frame != end.last_voiced_frame + frames(TRAILING_MS) + 1 {
-            return None;
+        if frame == end.last_voiced_frame + frames(TRAILING_MS) + 1 {
+            // Only a real end moves the boundary the next utterance's pre-roll must respect.
+            let (utterance, _) = self.copy_out(end, TRAILING_MS);
+            return Some(FrontendEvent::Pause(utterance));
         }
-        // Only a real end moves the boundary the next utterance's pre-roll must respect.
-        let (utterance, _) = self.copy_out(end);
-        Some(FrontendEvent::Pause(utterance))
+        let speech_ms = (end.last_voiced_frame + 1 - end.start_frame) * FRAME_MS;
+        if self.cfg.quick_transcripts
+            && !end.held
+            && speech_ms <= QUICK_MAX_SPEECH_MS
+            && frame == end.last_voiced_frame + frames(QUICK_TRAILING_MS) + 1
+        {
+            let (utterance, _) = self.copy_out(end, QUICK_TRAILING_MS);
+            return Some(FrontendEvent::QuickPause(utterance));
+        }
+        None
     }
 
     /// Ends an utterance: copies it out and keeps the next one's pre-roll from reaching back
     /// over its audio.
     fn cut(&mut self, end: SpeechEnd) -> Utterance {
-        let (utterance, to) = self.copy_out(end);
+        let (utterance, to) = self.copy_out(end, TRAILING_MS);
         self.emitted_until = to;
         tracing::debug!(
             start_ms = utterance.start_ms,
@@ -455,12 +484,12 @@ impl Frontend {
 
     /// Copies an utterance's audio out of the ring and summarises its prosody; also returns
     /// the stream sample its audio ends at.
-    fn copy_out(&mut self, end: SpeechEnd) -> (Utterance, u64) {
+    fn copy_out(&mut self, end: SpeechEnd, trailing_ms: u64) -> (Utterance, u64) {
         let first_frame = end.start_frame.saturating_sub(frames(self.cfg.pre_roll_ms));
         let end_frame = if end.capped {
             end.detected_frame + 1
         } else {
-            (end.last_voiced_frame + 1 + frames(TRAILING_MS)).min(end.detected_frame + 1)
+            (end.last_voiced_frame + 1 + frames(trailing_ms)).min(end.detected_frame + 1)
         };
         // The upsampled stream lags the frames by the resampler's delay (see `Upsampler`).
         let delay = Upsampler::DELAY_16K as u64;
@@ -726,6 +755,59 @@ mod tests {
         // before the 400 ms minimum hangover ends the utterance.
         assert_eq!(p[0].detected_ms, p[0].end_ms + 220);
         assert!(u[0].detected_ms >= p[0].detected_ms + 160, "{u:?}");
+    }
+
+    fn quick_pauses(events: &[FrontendEvent]) -> Vec<&Utterance> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                FrontendEvent::QuickPause(u) => Some(u),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_short_utterance_gets_a_quick_look_before_its_pause() {
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 60, 0.5, 0));
+        stream.extend(silence(60));
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &stream);
+        let (q, p) = (quick_pauses(&events), pauses(&events));
+        assert_eq!((q.len(), p.len()), (1, 1), "{events:?}");
+        let first = events
+            .iter()
+            .position(|e| matches!(e, FrontendEvent::QuickPause(_)));
+        let pause = events
+            .iter()
+            .position(|e| matches!(e, FrontendEvent::Pause(_)));
+        assert!(first < pause, "{events:?}");
+        assert_eq!((q[0].start_ms, q[0].end_ms), (p[0].start_ms, p[0].end_ms));
+        assert_eq!(q[0].detected_ms, q[0].end_ms + 120);
+        // The same audio with 100 ms less trailing silence.
+        let short = (TRAILING_MS - QUICK_TRAILING_MS) as usize * 16;
+        assert_eq!(q[0].samples.len() + short, p[0].samples.len());
+        assert_eq!(q[0].samples[..], p[0].samples[..q[0].samples.len()]);
+
+        // Off in the config: none.
+        let off = FrontendConfig {
+            quick_transcripts: false,
+            ..FrontendConfig::default()
+        };
+        let mut fe = Frontend::new(off).unwrap();
+        assert!(quick_pauses(&run(&mut fe, &stream)).is_empty());
+    }
+
+    #[test]
+    fn a_long_utterance_gets_no_quick_look() {
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 110, 0.5, 0));
+        stream.extend(silence(80));
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &stream);
+        assert_eq!(pauses(&events).len(), 1, "{events:?}");
+        assert!(quick_pauses(&events).is_empty(), "{events:?}");
     }
 
     #[test]

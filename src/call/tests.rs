@@ -268,7 +268,7 @@ fn an_early_transcript_still_running_at_the_endpoint_is_awaited_then_retried_if_
 
     let last_early = call.last_early();
     let again = call.deliver(last_early.id, Err(SttFailure::Failed("lost".into())));
-    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again.len(), 1, "{again:?} {:?}", call.asked);
     assert!(!again[0].early);
     // Asked again under the same id, so the turn keeps its place in the call.
     assert_eq!(
@@ -457,16 +457,125 @@ fn a_request_for_a_person_is_acted_on_at_the_first_pause() {
     assert!(call.late().is_empty(), "{:?}", call.asked);
 }
 
+/// The short turn ("Agent.") without the silence around it, and the stream time its speech
+/// ends at when played from the call's start.
+fn trimmed_short_turn() -> (Vec<u8>, Millis) {
+    let audio =
+        read_ulaw(&Path::new(env!("CARGO_MANIFEST_DIR")).join(SHORT_TURN)).expect("fixture audio");
+    let loud = |b: &u8| crate::audio::ulaw::decode(*b).unsigned_abs() > 300;
+    let first = audio.iter().position(loud).expect("speech in the turn");
+    let last = audio.iter().rposition(loud).expect("speech in the turn");
+    let audio = audio[first..=last].to_vec();
+    let end = (audio.len() / 8) as Millis + 20;
+    (audio, end)
+}
+
 #[test]
-fn a_caller_who_goes_on_after_a_request_is_not_cut_off() {
-    // "Agent." then, after a 260 ms breath (long enough to be transcribed early, too short to
-    // act on), more words: one turn.
+fn a_lone_request_is_acted_on_at_the_quick_look() {
+    let (mut audio, end) = trimmed_short_turn();
+    audio.extend(silence(1500));
+    let request = |_: &Asked| Some(said("Agent, please."));
+    let mut call = Call::new();
+    call.play(&audio, request);
+    let mut without = Call::with(engine_tuned(|f| f.quick_transcripts = false));
+    without.play(&audio, request);
+
+    let (at, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.reason, "explicit_request");
+    // 200 ms of silence after the last voiced frame (the VAD places it before the word's
+    // unvoiced "t", which ends the trimmed audio), against the 300 ms the pause transcript
+    // waits.
+    assert!(*at <= end + 260, "transfer at {at}, speech ended {end}");
+    let (without_at, _) = without.transfers.first().expect("transferred");
+    assert!(
+        *without_at >= at + 100,
+        "without the look: {without_at} {:?}",
+        without.decisions
+    );
+    // The look's audio has 100 ms less trailing silence than the pause transcript's; the
+    // pause transcript was held back while it ran and never sent; nothing was asked late.
+    let early = call.early();
+    assert_eq!(early.len(), 1, "{:?}", call.asked);
+    let paused = without.early();
+    assert_eq!(
+        early[0].samples + 1_600,
+        paused[0].samples,
+        "{:?}",
+        call.asked
+    );
+    assert!(call.late().is_empty(), "{:?}", call.asked);
+    assert_eq!(call.lines.len(), 1);
+}
+
+#[test]
+fn a_quick_look_that_hears_no_request_lets_the_pause_transcript_decide() {
+    let (mut audio, _) = trimmed_short_turn();
+    audio.extend(silence(1500));
+    let mut call = Call::new();
+    // The look (100 ms of trailing silence) hears a topic; so does the pause transcript.
+    call.play(&audio, |_| Some(said("I need a refund")));
+    let early = call.early();
+    assert_eq!(
+        early.len(),
+        2,
+        "the look, then the pause transcript: {:?}",
+        call.asked
+    );
+    assert_eq!(early[0].samples + 1_600, early[1].samples);
+    assert!(call.late().is_empty(), "{:?}", call.asked);
+    assert!(
+        !call
+            .decisions
+            .iter()
+            .any(|(_, d)| *d == DecisionKind::TurnDecided),
+        "{:?}",
+        call.decisions
+    );
+}
+
+#[test]
+fn a_caller_who_goes_on_after_a_request_within_a_breath_is_not_cut_off() {
+    // "Agent." then, after a 20 ms breath, more words. The VAD hears the word's unvoiced "t"
+    // as silence too: ~160 ms of it, long enough for the quick look, too short to act on.
+    // One turn.
+    let (first, end) = trimmed_short_turn();
+    let mut audio = first;
+    audio.extend(silence(20));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(1500));
+    let resumed_at = end + 20;
+    let mut call = Call::new();
+    call.play(&audio, |a| {
+        Some(if a.at < resumed_at {
+            said("Agent.")
+        } else {
+            said("Agent. I was charged twice for my internet.")
+        })
+    });
+    assert!(
+        call.asked.iter().any(|a| a.early && a.at < resumed_at),
+        "the quick look was taken: {:?}",
+        call.asked
+    );
+    assert_eq!(call.transfers.len(), 1, "{:?}", call.decisions);
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    assert_eq!(
+        call.lines[0].1,
+        "Agent. I was charged twice for my internet."
+    );
+    assert!(call.transfers[0].0 > resumed_at + 400);
+}
+
+#[test]
+fn without_the_quick_look_a_caller_who_goes_on_after_a_request_is_not_cut_off() {
+    // "Agent." then, after a 260 ms breath (long enough to be transcribed at the pause, too
+    // short to act on), more words: one turn.
     let mut audio = trimmed_turn();
     audio.extend(silence(260));
     audio.extend(trimmed_turn());
     audio.extend(silence(1500));
     let resumed_at = trimmed_end_ms() + 260;
-    let mut call = Call::new();
+    let mut call = Call::with(engine_tuned(|f| f.quick_transcripts = false));
     call.play(&audio, |a| {
         Some(if a.at < resumed_at {
             said("Agent.")
@@ -481,6 +590,19 @@ fn a_caller_who_goes_on_after_a_request_is_not_cut_off() {
         "Agent. I was charged twice for my internet."
     );
     assert!(call.transfers[0].0 > resumed_at + 400);
+}
+
+/// An engine with the shipped dialplan and its own frontend tuning.
+fn engine_tuned(tune: impl FnOnce(&mut crate::audio::frontend::FrontendConfig)) -> Engine {
+    let b = book();
+    let mut frontend = b.frontend.clone();
+    tune(&mut frontend);
+    let book = Arc::new(Playbook::new(
+        b.dialplan.clone(),
+        b.prompts.clone(),
+        frontend,
+    ));
+    Engine::new(engine().info().clone(), book).expect("default frontend config")
 }
 
 /// An engine with its own dialplan turn settings and frontend tuning.
