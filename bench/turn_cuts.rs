@@ -1,8 +1,9 @@
 //! When does the line decide a caller has finished? Every spoken fixture turn (each one a
 //! single thought, some with the pauses people leave inside digit strings and after a
 //! greeting) is played into a fresh call through the real frontend, the real Whisper model and
-//! the real engine, once judging turns by silence alone (the 400 ms adaptive endpoint) and once
-//! by words and silence together (`[turns] semantic`). Transcriptions come back after the time
+//! the real engine, once judging turns by silence alone (the 400 ms adaptive endpoint), once
+//! by words and silence together (`[turns] semantic`), and once with the quick look at short
+//! utterances on top (`[frontend] quick_transcripts`). Transcriptions come back after the time
 //! they really took on this machine, at the server's one thread per transcription, so the
 //! figures include the model's latency on this CPU.
 //!
@@ -61,14 +62,17 @@ fn main() {
         "{:<28} {:>10} {:>12} {:>14} {:>14} {:>10}",
         "rule", "cut_turns", "cut_turns_%", "mean_lag_ms", "escape_lag_ms", "escape_n"
     );
-    for semantic in [false, true] {
+    let rules = [
+        (false, false, "silence only (400 ms)"),
+        (true, false, "words + silence (semantic)"),
+        (true, true, "words + silence + quick look"),
+    ];
+    for (semantic, quick, name) in rules {
         let mut dialplan = base.dialplan.clone();
         dialplan.turns.semantic = semantic;
-        let book = Arc::new(Playbook::new(
-            dialplan,
-            base.prompts.clone(),
-            base.frontend.clone(),
-        ));
+        let mut frontend = base.frontend.clone();
+        frontend.quick_transcripts = quick;
+        let book = Arc::new(Playbook::new(dialplan, base.prompts.clone(), frontend));
         let (mut cut, mut lags, mut escape) = (Vec::new(), Vec::new(), Vec::new());
         for t in &turns {
             let p = play(t, book.clone(), stt.as_ref());
@@ -84,11 +88,6 @@ fn main() {
                 None => {}
             }
         }
-        let name = if semantic {
-            "words + silence (semantic)"
-        } else {
-            "silence only (400 ms)"
-        };
         println!(
             "{name:<28} {:>10} {:>12.1} {:>14.0} {:>14.0} {:>10}",
             cut.len(),
