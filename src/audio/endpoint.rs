@@ -227,6 +227,12 @@ impl Endpointer {
         self.last_voiced || self.active.is_some_and(|a| a.resume_from.is_some())
     }
 
+    /// Whether voicing has begun outside an utterance but is not yet long enough to count
+    /// as one: for its first `min_speech_ms` a caller who has started again looks silent.
+    pub fn starting(&self) -> bool {
+        self.active.is_none() && self.last_voiced
+    }
+
     /// Whether the last frame pushed counted as voiced after the energy gate.
     pub fn last_frame_voiced(&self) -> bool {
         self.last_voiced

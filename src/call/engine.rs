@@ -679,7 +679,7 @@ impl Engine {
             return;
         }
         if let Some(u) = &self.unfinished {
-            let quiet = !self.in_speech && self.pending.is_empty();
+            let quiet = self.caller_quiet();
             if quiet && now >= u.deadline {
                 let turn = self.unfinished.take().expect("checked above");
                 self.decision(now, DecisionKind::Waited, "the caller said no more", out);
@@ -688,7 +688,7 @@ impl Engine {
             return;
         }
         if let Some(held) = self.held {
-            let quiet = !self.in_speech && self.pending.is_empty();
+            let quiet = self.caller_quiet();
             if (quiet && now >= held.deadline) || now >= held.since + MAX_HOLD_MS {
                 self.held = None;
                 self.transfer_or_read_back(held.reason, held.priority, now, out);
@@ -696,7 +696,7 @@ impl Engine {
             return;
         }
         if let Some(c) = &self.confirming {
-            let quiet = !self.in_speech && self.pending.is_empty();
+            let quiet = self.caller_quiet();
             if quiet && now >= self.last_activity + READBACK_REPLY_MS {
                 let c = c.clone();
                 self.confirming = None;
@@ -1161,18 +1161,9 @@ impl Engine {
     /// silent for [`QUICK_ACT_MS`] since, with that transcript; one who started again since
     /// was not finished, and their turn goes on as if the look had never been taken.
     fn act_on_quick_look(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let Some(Early {
-            act_now: Some(_),
-            end_ms,
-            ..
-        }) = self.quick
-        else {
+        let Some(end_ms) = self.due_to_act(self.quick.as_ref(), QUICK_ACT_MS) else {
             return;
         };
-        let heard_until = self.frontend.frames_seen() * crate::audio::FRAME_MS;
-        if heard_until < end_ms + QUICK_ACT_MS {
-            return;
-        }
         let Some(u) = self.frontend.end_turn_at_pause(end_ms) else {
             self.drop_quick_look(out);
             return;
@@ -1210,21 +1201,20 @@ impl Engine {
         self.handle_arrived(now, out);
     }
 
+    /// Where the speech a look decided the turn at ended, once the caller has been silent for
+    /// `ms` since: the frames heard so far say so, not the clock.
+    fn due_to_act(&self, look: Option<&Early>, ms: Millis) -> Option<u64> {
+        let look = look.filter(|e| e.act_now.is_some())?;
+        let heard_until = self.frontend.frames_seen() * crate::audio::FRAME_MS;
+        (heard_until >= look.end_ms + ms).then_some(look.end_ms)
+    }
+
     /// The turn was decided at this pause and the caller has stayed silent for
     /// [`ACT_AT_PAUSE_MS`]: end the utterance here instead of waiting out the endpoint.
     fn act_at_pause(&mut self, now: Millis, out: &mut Vec<Action>) {
-        let Some(Early {
-            act_now: Some(_),
-            end_ms,
-            ..
-        }) = self.early
-        else {
+        let Some(end_ms) = self.due_to_act(self.early.as_ref(), ACT_AT_PAUSE_MS) else {
             return;
         };
-        let heard_until = self.frontend.frames_seen() * crate::audio::FRAME_MS;
-        if heard_until < end_ms + ACT_AT_PAUSE_MS {
-            return;
-        }
         // The caller may have started again since the pause: then it is not the end.
         let Some(u) = self.frontend.end_turn_at_pause(end_ms) else {
             return;
@@ -1456,6 +1446,14 @@ impl Engine {
     /// The caller is speaking, or something they said is still being transcribed.
     fn caller_still_talking(&self) -> bool {
         self.in_speech || !self.pending.is_empty()
+    }
+
+    /// Nothing heard is still to be decided, and the caller is not speaking — not even
+    /// starting to: a wait that ran out in the first `min_speech_ms` of their next sentence
+    /// would cut them off by a margin shorter than the time Whisper takes, so that a live
+    /// call (whose transcript came in later) and its replay would part ways.
+    fn caller_quiet(&self) -> bool {
+        !self.caller_still_talking() && !self.frontend.speech_starting()
     }
 
     /// Whether the caller has been in automation too long without getting anywhere. A
