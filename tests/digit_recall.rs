@@ -6,13 +6,15 @@ mod common;
 
 use warmline::replay::digit_recall::{self, DigitRecall};
 
-/// Numbers exactly right on the card, over all clips. Measured 14/72 (0.194) with today's
-/// silence-only endpointer, which cuts slow and chunked numbers into several turns; 11/72
-/// before the parser learnt tiny.en's forms. The target is 0.95: the gate holds what is
-/// reached (two clips of slack) so a regression fails; raise it as segmentation improves.
-const CARD_FLOOR: f64 = 0.16;
+/// Numbers exactly right on the card, over all clips. Measured 22/72 (0.306) since a digit
+/// group repeated by the decoder is a loop and a held utterance's two hearings of the same
+/// digits are no longer added together; 16/72 before, 14/72 with the silence-only endpointer,
+/// 11/72 before the parser learnt tiny.en's forms. The target is 0.95: the gate holds
+/// what is reached (two clips of slack) so a regression fails; raise it as recall improves.
+const CARD_FLOOR: f64 = 0.27;
 /// Numbers exactly right when each clip is heard as one turn: the recognition and parsing
-/// share, without the endpointer's cuts. Measured 20/72 (0.278); 18/72 before.
+/// share, without the endpointer's cuts. Measured 21/72 (0.292); 20/72 before the digit-loop
+/// guard, 18/72 before that.
 const ONE_TURN_FLOOR: f64 = 0.25;
 /// The fast run-on pattern is one turn even today. Measured 10/24 on the card.
 const FAST_CARD_FLOOR: f64 = 0.33;

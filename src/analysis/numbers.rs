@@ -345,15 +345,26 @@ pub fn digit_word(word: &str) -> Option<u8> {
     }
 }
 
-/// The digits a transcript says, spoken or written, in order: "four 4-7, oh" → "4470".
+/// The digits a transcript says, spoken or written, in order: "four 4-7, oh" → "4470",
+/// "double 7" → "77".
 pub fn spoken_digits(text: &str) -> String {
-    text::words(text)
-        .iter()
-        .map(|w| match digit_word(w) {
+    let mut out = String::new();
+    let mut times = 1;
+    for w in text::words(text) {
+        let digits: String = match digit_word(&w) {
             Some(d) => d.to_string(),
             None => w.chars().filter(char::is_ascii_digit).collect(),
-        })
-        .collect()
+        };
+        match w.as_str() {
+            "double" => times = 2,
+            "triple" => times = 3,
+            _ => {
+                out.push_str(&digits.repeat(times));
+                times = 1;
+            }
+        }
+    }
+    out
 }
 
 /// 0..=99 in words: "seven", "twelve", "forty", "forty four".
@@ -863,6 +874,7 @@ mod tests {
             ]
         );
         assert_eq!(spoken_digits("Four 4-7, oh. Nine!"), "44709");
+        assert_eq!(spoken_digits("two eight triple four double 7"), "2844477");
         assert_eq!(spoken_digits("I need an agent"), "");
     }
 

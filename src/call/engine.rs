@@ -231,14 +231,22 @@ struct Unfinished {
 /// last one ends: the wait is for a pause, not for a monologue.
 const MAX_UNFINISHED_PARTS: u32 = 6;
 
+/// A pause held open mid-utterance: where, and what the caller had said by then.
+#[derive(Debug, Clone, Default)]
+struct HoldMark {
+    /// The end of speech at the pause, in stream time.
+    end_ms: u64,
+    /// The pause's own transcript: the words before the hold.
+    before: String,
+}
+
 /// One utterance waiting for its transcript, in the order the caller spoke.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Pending {
     /// Where its speech ended, in stream time.
     end_ms: u64,
-    /// A pause in it was held open at this end of speech, when its transcript was this long
-    /// ([`heard_size`]): a final transcript no longer than that lost what came after it.
-    held_at: Option<(u64, usize)>,
+    /// The first pause in it that was held open: Whisper may drop what came after it.
+    held_at: Option<HoldMark>,
     prosody: Prosody,
     /// When its end was detected (on the engine's clock).
     detected: Millis,
@@ -270,12 +278,11 @@ pub struct Engine {
     held: Option<Held>,
     /// A half-finished turn waiting for the rest (semantic turn-taking).
     unfinished: Option<Unfinished>,
-    /// The latest pause held open: its end of speech and how much had been heard by then
-    /// ([`heard_size`]).
-    hold_mark: Option<(u64, usize)>,
-    /// Transcripts of held utterances that lost their continuation, while the continuation
-    /// is transcribed on its own.
-    tail_pass: BTreeMap<u64, Transcript>,
+    /// The first pause held open in the utterance now open.
+    hold_mark: Option<HoldMark>,
+    /// Transcripts of held utterances, and what was heard before the hold, while the audio
+    /// after the hold is transcribed on its own.
+    tail_pass: BTreeMap<u64, (Transcript, String)>,
     /// A number read back, waiting for "yes" or the right one.
     confirming: Option<Confirming>,
     /// The read-back was done (once per call, whatever came of it).
@@ -524,7 +531,7 @@ impl Engine {
         let held_at = self
             .hold_mark
             .take()
-            .filter(|(at, _)| (u.start_ms..u.end_ms).contains(at) && *at < u.end_ms);
+            .filter(|m| (u.start_ms..u.end_ms).contains(&m.end_ms));
         self.pending.insert(
             id,
             Pending {
@@ -774,9 +781,9 @@ impl Engine {
         result: Result<Transcript, SttFailure>,
         out: &mut Vec<Action>,
     ) -> Option<Result<Transcript, SttFailure>> {
-        if let Some(first) = self.tail_pass.remove(&id) {
+        if let Some((first, before)) = self.tail_pass.remove(&id) {
             return Some(Ok(match result {
-                Ok(tail) if let Some(text) = join_continuation(&first.text, &tail.text) => {
+                Ok(tail) if let Some(text) = join_tail(&first.text, &tail.text, &before) => {
                     // Weighed by words, as parts of a turn are: a short tail is never sure.
                     let n = |t: &Transcript| {
                         crate::analysis::text::words(&clean_transcript(&t.text))
@@ -793,19 +800,19 @@ impl Engine {
                 _ => first,
             }));
         }
-        let p = self.pending.get(&id).copied()?;
-        let (Ok(t), Some((held_end, _))) = (&result, p.held_at) else {
+        let p = self.pending.get(&id).cloned()?;
+        let (Ok(t), Some(held)) = (&result, p.held_at) else {
             return Some(result);
         };
         // From just after the held words (the pause is at least 220 ms: the continuation
         // starts later than this) to the end of the utterance.
         let Some(samples) = self
             .frontend
-            .audio_between(held_end + TAIL_SKIP_MS, p.end_ms)
+            .audio_between(held.end_ms + TAIL_SKIP_MS, p.end_ms)
         else {
             return Some(result);
         };
-        self.tail_pass.insert(id, t.clone());
+        self.tail_pass.insert(id, (t.clone(), held.before));
         out.push(Action::Transcribe {
             utterance: id,
             samples,
@@ -1065,7 +1072,7 @@ impl Engine {
         if text.is_empty() || language::detect(&t.text).is_some() {
             return;
         }
-        let own_words = heard_size(&text);
+        let before = text.clone();
         let joined = match &self.unfinished {
             Some(u) => format!("{} {text}", u.text),
             None => text,
@@ -1095,9 +1102,10 @@ impl Engine {
                     // The first hold in an utterance is where what Whisper may drop begins.
                     let earlier = self
                         .hold_mark
-                        .is_some_and(|(at, _)| (start_ms..end_ms).contains(&at));
+                        .as_ref()
+                        .is_some_and(|m| (start_ms..end_ms).contains(&m.end_ms));
                     if !earlier {
-                        self.hold_mark = Some((end_ms, own_words));
+                        self.hold_mark = Some(HoldMark { end_ms, before });
                     }
                     self.decision(
                         now,
@@ -1773,12 +1781,6 @@ fn clean_transcript(text: &str) -> String {
     }
 }
 
-/// How much a transcript says: letters and digits, since Whisper writes the same digits as
-/// "3, 9, 4" or "394".
-fn heard_size(text: &str) -> usize {
-    text.chars().filter(|c| c.is_alphanumeric()).count()
-}
-
 /// Whisper caught in a repetition loop ("3 3 3 3 3 …", "9033333333"): a transcript that says
 /// nothing to be trusted.
 fn looping(text: &str) -> bool {
@@ -1792,26 +1794,36 @@ fn looping(text: &str) -> bool {
     repeated_word || repeated_char
 }
 
-/// What a continuation heard on its own adds to the whole utterance's transcript, if
-/// anything: the digits past where the two overlap ("447." + "7 1 9." → "447. 1 9"), or the
-/// words when it has no digits. `None` when the whole already ends with it, or it is empty or
-/// a repetition loop.
-fn join_continuation(whole: &str, tail: &str) -> Option<String> {
+/// Joins the audio after a held pause, heard on its own (`tail`), to the transcript of the
+/// whole utterance, given the pause's own transcript (`before`). Both heard the audio after the
+/// hold: the whole in context, which is usually better, but Whisper often stops at a long
+/// silence ("…is 447." and nothing of the "19" after it). So the tail's digits count only where
+/// the whole has fewer after the hold: if the whole's run is where the tail's begins, the rest
+/// is added ("447." + "4 4 7 1 9" → "447. 1 9"); if they differ, the tail, which heard more,
+/// replaces what the whole heard after the hold ("723 843" against "7 2 0 3 8 4 3"). Adding
+/// two hearings of the same digits would write the number twice. `None`: the whole stands.
+fn join_tail(whole: &str, tail: &str, before: &str) -> Option<String> {
     let tail = clean_transcript(tail);
     if tail.is_empty() || looping(&tail) {
         return None;
     }
-    let (wd, td) = (numbers::spoken_digits(whole), numbers::spoken_digits(&tail));
+    let td = numbers::spoken_digits(&tail);
     if !td.is_empty() {
-        if wd.ends_with(&td) {
+        let (wd, bd) = (
+            numbers::spoken_digits(whole),
+            numbers::spoken_digits(before),
+        );
+        // The whole's digits after the hold, assuming it heard as many before it as the
+        // pause's transcript did.
+        let after = wd.get(bd.len().min(wd.len())..).unwrap_or_default();
+        if td.len() <= after.len() {
             return None;
         }
-        let overlap = (0..=td.len().min(wd.len()))
-            .rev()
-            .find(|&k| wd.ends_with(&td[..k]))
-            .unwrap_or(0);
-        let spaced: Vec<String> = td[overlap..].chars().map(String::from).collect();
-        return Some(format!("{} {}", whole.trim_end(), spaced.join(" ")));
+        if let Some(rest) = td.strip_prefix(after) {
+            let spaced: Vec<String> = rest.chars().map(String::from).collect();
+            return Some(format!("{} {}", whole.trim_end(), spaced.join(" ")));
+        }
+        return Some(format!("{} {tail}", clean_transcript(before)));
     }
     let (w, t) = (
         crate::analysis::text::words(whole),
@@ -1847,27 +1859,63 @@ mod tests {
 
     #[test]
     fn a_continuation_is_added_only_when_the_whole_lost_it() {
-        let j = join_continuation;
-        assert_eq!(j("My account number is 447 19.", "19."), None);
-        assert_eq!(j("My account number is 44719.", "one nine"), None);
+        let j = |whole, tail, before| join_tail(whole, tail, before);
+        let held = "My account number is 447";
+        assert_eq!(j("My account number is 447 19.", "19.", held), None);
+        assert_eq!(j("My account number is 44719.", "one nine", held), None);
         assert_eq!(
-            j("My account number is 447.", "One nine.").as_deref(),
+            j("My account number is 447.", "One nine.", held).as_deref(),
             Some("My account number is 447. 1 9")
         );
         // Overlap: the continuation began before where the whole stopped.
-        assert_eq!(j("is 6 2.", "2 9 0 3").as_deref(), Some("is 6 2. 9 0 3"));
         assert_eq!(
-            j("Hello, what are your hours?", "What are your hours?"),
+            j("is 6 2.", "2 9 0 3", "is 6").as_deref(),
+            Some("is 6 2. 9 0 3")
+        );
+        assert_eq!(
+            j(
+                "Hello, what are your hours?",
+                "What are your hours?",
+                "Hello"
+            ),
             None
         );
         assert_eq!(
-            j("Hello.", "What are your hours?").as_deref(),
+            j("Hello.", "What are your hours?", "Hello").as_deref(),
             Some("Hello. What are your hours?")
         );
-        assert_eq!(j("anything", " [BLANK_AUDIO]"), None);
+        assert_eq!(j("anything", " [BLANK_AUDIO]", "anything"), None);
         // A loop is no continuation.
-        assert_eq!(j("62903.", "9 0 3 3 3 3 3 3"), None);
-        assert_eq!(j("62903.", "90333333333333"), None);
+        assert_eq!(j("62903.", "9 0 3 3 3 3 3 3", "6 2"), None);
+        assert_eq!(j("62903.", "90333333333333", "6 2"), None);
+    }
+
+    /// The whole and the tail both heard the digits after the hold (digit-recall clips, where
+    /// adding them wrote the number twice on the card): the one that heard more is taken.
+    #[test]
+    fn two_hearings_of_the_same_digits_are_not_added_together() {
+        let held = "The account number is";
+        assert_eq!(
+            join_tail("The account number is 7894 4760.", "7 8 9 4 4 7 6", held),
+            None
+        );
+        assert_eq!(
+            join_tail(
+                "My order number is two eight triple four double seven",
+                "2 8 3 4 7",
+                "My order number is"
+            ),
+            None
+        );
+        assert_eq!(
+            join_tail(
+                "The order number is 723 843.",
+                "7 2 0 3 8 4 3.",
+                "The order number is"
+            )
+            .as_deref(),
+            Some("The order number is 7 2 0 3 8 4 3.")
+        );
     }
 
     #[test]

@@ -175,6 +175,16 @@ const LOOP_MIN_WORDS: usize = 3;
 /// 8–12 s utterances with a fitted window.
 const STUTTER_COPIES: usize = 6;
 const STUTTER_MAX_PERIOD: usize = 2;
+/// A slow digit-by-digit reading makes tiny.en repeat a group of digits until the token limit
+/// ("…is 3, 0, 1, 0, 1, 5, 0, 1, 5, 0, 1, 5, …"; 9 of the 72 digit-recall clips heard whole,
+/// each decoded to the token limit).
+/// A group of up to this many tokens (digits and the marks between them)…
+const DIGIT_LOOP_MAX_PERIOD: usize = 8;
+/// …said this many times in a row…
+const DIGIT_LOOP_COPIES: usize = 4;
+/// …and making at least this many digits together is a loop. A caller reading a number says a
+/// digit twice or three times ("double 7", "triple 4") or a pair twice ("3 9 3 9"), not 8 times.
+const DIGIT_LOOP_DIGITS: usize = 8;
 
 impl SttEngine {
     /// Loads a ggml model after checking its header, so a file that would abort the process
@@ -502,6 +512,8 @@ struct LoopVocab {
     /// Per text token id: whether it holds a letter (as opposed to digits or punctuation).
     /// Looked up by key, which is itself an id of a token with the same letters.
     wordy: Vec<bool>,
+    /// Per text token id: how many ASCII digits it holds. Looked up by key, like `wordy`.
+    digits: Vec<u8>,
 }
 
 /// The one key every punctuation-only token shares.
@@ -515,7 +527,7 @@ impl LoopVocab {
 
     fn from_texts<'t>(texts: impl Iterator<Item = &'t [u8]>) -> LoopVocab {
         let mut first = std::collections::HashMap::new();
-        let (mut key, mut wordy) = (Vec::new(), Vec::new());
+        let (mut key, mut wordy, mut digits) = (Vec::new(), Vec::new(), Vec::new());
         for (id, text) in texts.enumerate() {
             let norm: Vec<u8> = text.trim_ascii().to_ascii_lowercase();
             let k = if !norm.is_empty() && norm.iter().all(u8::is_ascii_punctuation) {
@@ -525,8 +537,9 @@ impl LoopVocab {
             };
             key.push(k);
             wordy.push(text.iter().any(u8::is_ascii_alphabetic));
+            digits.push(text.iter().filter(|b| b.is_ascii_digit()).count() as u8);
         }
-        LoopVocab { key, wordy }
+        LoopVocab { key, wordy, digits }
     }
 
     /// Keys of text token ids (ids beyond the table keep their own value).
@@ -538,6 +551,10 @@ impl LoopVocab {
 
     fn is_word(&self, key: u32) -> bool {
         self.wordy.get(key as usize).copied().unwrap_or(false)
+    }
+
+    fn digits(&self, key: u32) -> usize {
+        self.digits.get(key as usize).copied().unwrap_or(0).into()
     }
 }
 
@@ -551,7 +568,9 @@ struct LoopGuard<'a> {
 impl LoopGuard<'_> {
     /// If the text tokens (as [`LoopVocab`] keys) end in a loop, where its repeat starts.
     fn repeat_at(&self, keys: &[u32]) -> Option<usize> {
-        self.repeated_run(keys).or_else(|| self.stutter(keys))
+        self.repeated_run(keys)
+            .or_else(|| self.stutter(keys))
+            .or_else(|| self.digit_loop(keys))
     }
 
     /// The last [`LOOP_RUN`] tokens already occurred: a clause said again.
@@ -570,6 +589,23 @@ impl LoopGuard<'_> {
             let run = &keys[start..];
             let periodic = run.iter().zip(&run[period..]).all(|(a, b)| a == b);
             (periodic && self.distinct_words(&run[..period]) > 0).then_some(start + period)
+        })
+    }
+
+    /// A group of digits repeated [`DIGIT_LOOP_COPIES`] times or more in a row, making
+    /// [`DIGIT_LOOP_DIGITS`] digits or more: the number as far as its first copy stays.
+    fn digit_loop(&self, keys: &[u32]) -> Option<usize> {
+        (1..=DIGIT_LOOP_MAX_PERIOD).find_map(|period| {
+            let group = &keys[keys.len().checked_sub(period)?..];
+            let per_copy: usize = group.iter().map(|&k| self.vocab.digits(k)).sum();
+            if per_copy == 0 || group.iter().any(|&k| self.vocab.is_word(k)) {
+                return None;
+            }
+            let copies = DIGIT_LOOP_COPIES.max(DIGIT_LOOP_DIGITS.div_ceil(per_copy));
+            let start = keys.len().checked_sub(period * copies)?;
+            let run = &keys[start..];
+            let periodic = run.iter().zip(&run[period..]).all(|(a, b)| a == b);
+            periodic.then_some(start + period)
         })
     }
 
@@ -748,7 +784,20 @@ mod tests {
         assert_eq!(loop_start(&v, five), None);
         let many = " what| time| agent|.| agent|.| agent|.| agent|.| agent|.| agent|.| agent|.";
         assert_eq!(loop_start(&v, many), Some(4));
-        // Digits alone never count: "3 3 3 3 3 3 3" could be an account number.
-        assert_eq!(loop_start(&v, " 3| 3| 3| 3| 3| 3| 3| 3"), None);
+    }
+
+    #[test]
+    fn a_group_of_digits_said_over_and_over_is_a_loop() {
+        let v = vocab();
+        // Seven threes could still be a number read out; the eighth is a loop, and one stays.
+        assert_eq!(loop_start(&v, " 3| 3| 3| 3| 3| 3| 3"), None);
+        assert_eq!(loop_start(&v, " 3| 3| 3| 3| 3| 3| 3| 3"), Some(1));
+        // "what time 9 3 9. 3 9. 3 9. 3 9. 3 9.": what follows the first "3 9." goes.
+        let pairs = " what| time| 9| 3| 9|.| 3| 9|.| 3| 9|.| 3| 9|.| 3| 9|.";
+        assert_eq!(loop_start(&v, pairs), Some(6));
+        // A pair read three times is a number; words between the digits are not a loop.
+        assert_eq!(loop_start(&v, " 3| 9|.| 3| 9|.| 3| 9|."), None);
+        let spoken = " 3| what| 3| time| 3| what| 3| time| 3";
+        assert_eq!(loop_start(&v, spoken), None);
     }
 }
