@@ -25,7 +25,8 @@ use warmline::audio::frontend::{Frontend, FrontendConfig};
 use warmline::config::Settings;
 use warmline::replay::fixture::{Act, Fixture};
 use warmline::setup;
-use warmline::stt::engine::{AudioCtx, SttConfig, SttEngine};
+use warmline::stt::SttMode;
+use warmline::stt::engine::{AudioCtx, RunOpts, SttConfig, SttEngine};
 
 #[derive(Parser)]
 struct Cli {
@@ -73,6 +74,10 @@ enum Command {
         /// ggml flash attention (`on` / `off`); unset means `SttConfig::default()`.
         #[arg(long)]
         flash_attn: Option<Switch>,
+        /// Decode by beam search, as the call engine's number pass does (`SttMode::Careful`),
+        /// instead of greedily.
+        #[arg(long, default_value = "off")]
+        careful: Switch,
     },
 }
 
@@ -124,6 +129,7 @@ fn main() -> Result<()> {
             prompt,
             passes,
             flash_attn,
+            careful,
         } => {
             let mut cfg = SttConfig {
                 threads,
@@ -139,7 +145,11 @@ fn main() -> Result<()> {
             if let Some(f) = flash_attn {
                 cfg.flash_attn = matches!(f, Switch::On);
             }
-            run(&dump, &out, &label, &model, cfg, passes.max(1))
+            let mode = match careful {
+                Switch::On => SttMode::Careful,
+                Switch::Off => SttMode::Free,
+            };
+            run(&dump, &out, &label, &model, cfg, mode, passes.max(1))
         }
     }
 }
@@ -273,13 +283,18 @@ fn run(
     label: &str,
     model: &Path,
     cfg: SttConfig,
+    mode: SttMode,
     passes: usize,
 ) -> Result<()> {
     let manifest: Manifest = serde_json::from_reader(File::open(dir.join("manifest.json"))?)?;
     let clips = load_clips(dir, &manifest)?;
     // The engine itself leaves the prompt out when `cfg.use_prompt` is off, as in the server.
     let prompt = manifest.prompt.as_str();
-    eprintln!("{label}: {cfg:?}, model {}", model.display());
+    eprintln!("{label}: {cfg:?}, {mode:?}, model {}", model.display());
+    let opts = RunOpts {
+        threads: cfg.threads,
+        cancel: None,
+    };
     let engine = SttEngine::load(model, cfg)?;
     // Not timed: the first call pays for page faults in the freshly allocated state.
     if let Some(c) = clips.first() {
@@ -291,7 +306,10 @@ fn run(
     for pass in 0..passes {
         for (i, clip) in clips.iter().enumerate() {
             let t0 = Instant::now();
-            let text = engine.transcribe(&clip.samples, prompt)?.transcript.text;
+            let text = engine
+                .transcribe_as(&clip.samples, prompt, mode, opts)?
+                .transcript
+                .text;
             times[i].push(t0.elapsed().as_secs_f64());
             if pass == 0 {
                 hyps[i] = text;

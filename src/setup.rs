@@ -55,7 +55,8 @@ pub fn load_playbook(settings: &Settings) -> Result<Arc<Playbook>> {
     let fragments = settings.prompts_dir.join("fragments");
     let speech = Speech::load(&fragments)
         .with_context(|| format!("loading speech fragments from {}", fragments.display()))?;
-    Ok(Arc::new(
-        Playbook::new(dialplan, prompts, settings.audio.clone()).with_speech(Arc::new(speech)),
-    ))
+    let mut book =
+        Playbook::new(dialplan, prompts, settings.audio.clone()).with_speech(Arc::new(speech));
+    book.number_pass = settings.stt.number_pass;
+    Ok(Arc::new(book))
 }

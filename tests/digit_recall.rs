@@ -6,18 +6,19 @@ mod common;
 
 use warmline::replay::digit_recall::{self, DigitRecall};
 
-/// Numbers exactly right on the card, over all clips. Measured 22/72 (0.306) since a digit
-/// group repeated by the decoder is a loop and a held utterance's two hearings of the same
-/// digits are no longer added together; 16/72 before, 14/72 with the silence-only endpointer,
-/// 11/72 before the parser learnt tiny.en's forms. The target is 0.95: the gate holds
-/// what is reached (two clips of slack) so a regression fails; raise it as recall improves.
-const CARD_FLOOR: f64 = 0.27;
-/// Numbers exactly right when each clip is heard as one turn: the recognition and parsing
-/// share, without the endpointer's cuts. Measured 21/72 (0.292); 20/72 before the digit-loop
-/// guard, 18/72 before that.
-const ONE_TURN_FLOOR: f64 = 0.25;
-/// The fast run-on pattern is one turn even today. Measured 10/24 on the card.
-const FAST_CARD_FLOOR: f64 = 0.33;
+/// Numbers exactly right on the card, over all clips. Measured 28/72 (0.389) with the number
+/// pass (a turn with a number heard again with a digit prompt), a bare number taking the field
+/// the turn before named, and "1429O" read as 14290; 24/72 with the pass off, 22/72 before
+/// these, 16/72 before the digit-loop guard, 11/72 before the parser learnt tiny.en's forms.
+/// The target is 0.95: the gate holds what is reached (two clips of slack) so a
+/// regression fails; raise it as recall improves.
+const CARD_FLOOR: f64 = 0.36;
+/// Numbers exactly right when each clip is heard as one turn by the number pass: the
+/// recognition and parsing share, without the endpointer's cuts. Measured 30/72 (0.417); the
+/// plain pass 21/72.
+const ONE_TURN_FLOOR: f64 = 0.37;
+/// The fast run-on pattern is one turn even today. Measured 11/24 on the card.
+const FAST_CARD_FLOOR: f64 = 0.375;
 
 #[test]
 fn spoken_numbers_reach_the_card() {
@@ -49,6 +50,29 @@ fn spoken_numbers_reach_the_card() {
         "digit recall on the card {:.3} < {CARD_FLOOR}\n{dr}",
         dr.recall()
     );
+}
+
+/// The same set with another `[stt] number_pass` (`DIGITS_NUMBER_PASS=off|careful`, default
+/// both): what the default's second hearing is worth, and what beam search would be (a probe,
+/// not a gate).
+#[test]
+#[ignore]
+fn other_number_pass_for_comparison() {
+    use warmline::stt::NumberPass;
+    let clips = digit_recall::load(&common::root().join("fixtures/digits")).unwrap();
+    let stt = common::stt_sequential();
+    let only = std::env::var("DIGITS_NUMBER_PASS").unwrap_or_default();
+    for (name, pass) in [("off", NumberPass::Off), ("careful", NumberPass::Careful)] {
+        if !(only.is_empty() || only == name) {
+            continue;
+        }
+        let mut book = common::playbook();
+        std::sync::Arc::get_mut(&mut book)
+            .expect("a fresh playbook has one owner")
+            .number_pass = pass;
+        let dr = DigitRecall::run(clips.clone(), book, stt.as_ref());
+        println!("number pass: {name}\n{dr}");
+    }
 }
 
 /// What a digit-biased initial prompt does to the one-turn pass, next to the plain pass (a

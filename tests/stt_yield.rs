@@ -74,3 +74,40 @@ fn a_called_off_transcription_stops_and_leaves_its_state_usable() {
     let again = stt.transcribe(&samples, "").expect("transcribes");
     assert_eq!(again.transcript.text, whole.transcript.text);
 }
+
+/// A careful (beam search) pass is optional work too: the server calls it off whenever a
+/// caller waits for a state, at any point of its run, and the first hearing stands.
+#[test]
+fn a_careful_pass_can_be_called_off_midway() {
+    use warmline::stt::SttMode;
+    let stt = common::stt();
+    let samples = utterance();
+    let asked = AtomicUsize::new(0);
+    // Past the encoder and several decoding steps of every beam.
+    let stop = || asked.fetch_add(1, Ordering::Relaxed) >= 6;
+    let opts = RunOpts {
+        threads: 1,
+        cancel: Some(&stop),
+    };
+    let called_off = stt.transcribe_as(&samples, "", SttMode::Careful, opts);
+    assert!(
+        matches!(called_off, Err(SttError::Cancelled)),
+        "{called_off:?}"
+    );
+    let careful = stt
+        .transcribe_as(
+            &samples,
+            "",
+            SttMode::Careful,
+            RunOpts {
+                threads: 1,
+                cancel: None,
+            },
+        )
+        .expect("transcribes");
+    assert!(
+        careful.transcript.text.to_lowercase().contains("refund"),
+        "{:?}",
+        careful.transcript.text
+    );
+}

@@ -209,15 +209,40 @@ struct Num {
 
 /// Reads the facts out of one utterance.
 pub fn extract(text: &str) -> Facts {
-    let words = text::words(text);
+    extract_after(text, None)
+}
+
+/// Reads the facts out of an utterance that follows one leaving `open` a field ("…my order
+/// number is" / "1 6 7 1 8."): a number said first and without a name of its own is that
+/// field's.
+pub fn extract_after(text: &str, open: Option<OpenField>) -> Facts {
+    let words = numeral_words(text);
     let mut facts = Facts::default();
     let mut used = vec![false; words.len()];
     dates(&words, &mut used, &mut facts);
     let nums = lex(&words, &used);
     let runs = runs(&words, &nums);
     let id_runs = money(&words, &nums, runs, &mut facts);
-    ids(&words, &nums, &id_runs, &mut facts);
+    ids(&words, &nums, &id_runs, open.map(|o| o.0), &mut facts);
     facts
+}
+
+/// An id field an utterance names last, with no number after the name ("…and my order number
+/// is", "order number?"): the caller's next words are most likely that number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenField(Field);
+
+/// Words after the name that still leave it open: "is", "uh", "it's".
+const MAX_WORDS_AFTER_OPEN_FIELD: usize = 3;
+
+pub fn open_field(text: &str) -> Option<OpenField> {
+    let words = numeral_words(text);
+    let (field, end) = (0..words.len()).rev().find_map(|i| keyword_at(&words, i))?;
+    let rest = words.get(end..).unwrap_or_default();
+    let says_digits = rest
+        .iter()
+        .any(|w| digit_word(w).is_some() || w.contains(|c: char| c.is_ascii_digit()));
+    (rest.len() <= MAX_WORDS_AFTER_OPEN_FIELD && !says_digits).then_some(OpenField(field))
 }
 
 // ---- dates ----
@@ -350,7 +375,7 @@ pub fn digit_word(word: &str) -> Option<u8> {
 pub fn spoken_digits(text: &str) -> String {
     let mut out = String::new();
     let mut times = 1;
-    for w in text::words(text) {
+    for w in numeral_words(text) {
         let digits: String = match digit_word(&w) {
             Some(d) => d.to_string(),
             None => w.chars().filter(char::is_ascii_digit).collect(),
@@ -365,6 +390,20 @@ pub fn spoken_digits(text: &str) -> String {
         }
     }
     out
+}
+
+/// [`text::words`], with a letter O written inside a numeral read as the zero it was
+/// ("1429O" → "14290": Whisper's beam search writes a final "oh" so).
+fn numeral_words(text: &str) -> Vec<String> {
+    let mut words = text::words(text);
+    for w in &mut words {
+        if w.contains(|c: char| c.is_ascii_digit())
+            && w.chars().all(|c| c.is_ascii_digit() || c == 'o')
+        {
+            *w = w.replace('o', "0");
+        }
+    }
+    words
 }
 
 /// 0..=99 in words: "seven", "twelve", "forty", "forty four".
@@ -797,7 +836,13 @@ fn run_digits(nums: &[Num], run: &[usize]) -> Option<String> {
     (digits.len() <= MAX_RUN_DIGITS).then_some(digits)
 }
 
-fn ids(words: &[String], nums: &[Num], runs: &[Vec<usize>], facts: &mut Facts) {
+fn ids(
+    words: &[String],
+    nums: &[Num],
+    runs: &[Vec<usize>],
+    open: Option<Field>,
+    facts: &mut Facts,
+) {
     let order_context = (0..words.len()).any(|i| {
         keyword_at(words, i).is_some_and(|(f, _)| f == Field::Order)
             || ORDER_CONTEXT.contains(&words[i].as_str())
@@ -810,12 +855,16 @@ fn ids(words: &[String], nums: &[Num], runs: &[Vec<usize>], facts: &mut Facts) {
             prev_end = end;
             continue;
         };
-        // A keyword read before an earlier number belongs to that number.
-        let before = (prev_end..start).rev().find_map(|i| {
-            keyword_at(words, i)
-                .filter(|&(_, e)| e <= start)
-                .map(|(f, _)| f)
-        });
+        // A keyword read before an earlier number belongs to that number; the field the
+        // previous utterance left open, to the first.
+        let before = (prev_end..start)
+            .rev()
+            .find_map(|i| {
+                keyword_at(words, i)
+                    .filter(|&(_, e)| e <= start)
+                    .map(|(f, _)| f)
+            })
+            .or(open.filter(|_| prev_end == 0));
         prev_end = end;
         let after =
             (end..(end + 4).min(words.len())).find_map(|i| keyword_at(words, i).map(|(f, _)| f));
@@ -876,6 +925,43 @@ mod tests {
         assert_eq!(spoken_digits("Four 4-7, oh. Nine!"), "44709");
         assert_eq!(spoken_digits("two eight triple four double 7"), "2844477");
         assert_eq!(spoken_digits("I need an agent"), "");
+    }
+
+    #[test]
+    fn a_number_said_after_its_name_in_the_previous_utterance_is_that_field() {
+        let open = open_field("Where is my parcel, order number?");
+        assert!(open.is_some());
+        let f = extract_after("1 6 7 1 8", open);
+        assert_eq!(f.order_number.as_deref(), Some("16718"));
+        assert_eq!(f.account_number, None);
+        // Without the previous utterance it is an account number, as before.
+        assert_eq!(account("1 6 7 1 8"), Some("16718".into()));
+        assert!(open_field("my account number is").is_some());
+        // A name with its number, or far back in the sentence, leaves nothing open.
+        assert_eq!(open_field("my order number is 4 4 7"), None);
+        assert_eq!(
+            open_field("the order number is on the receipt somewhere"),
+            None
+        );
+        assert_eq!(open_field("I need a refund"), None);
+        // Only the first number takes the open field; a named one keeps its own name.
+        let f = extract_after("4 4 7 1 9, and my account number is 5 5 5 1 2", open);
+        assert_eq!(f.order_number.as_deref(), Some("44719"));
+        assert_eq!(f.account_number.as_deref(), Some("55512"));
+    }
+
+    #[test]
+    fn a_letter_o_inside_a_numeral_is_a_zero() {
+        assert_eq!(
+            extract("The order number is 1429O.")
+                .order_number
+                .as_deref(),
+            Some("14290")
+        );
+        assert_eq!(account("account number O4471"), Some("04471".into()));
+        assert_eq!(spoken_digits("4O7, oh"), "4070");
+        // A word without a digit in it stays a word.
+        assert_eq!(spoken_digits("oo zoo"), "");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance}
 use crate::dialplan::Dialplan;
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::{Prompt, PromptLibrary};
-use crate::stt::{SHORT_PASS_PROMPT, SttMode};
+use crate::stt::{NUMBER_PASS_PROMPT_DIGITS, NumberPass, SHORT_PASS_PROMPT, SttMode};
 
 /// Everything calls on one line share: dialplan, prompts, and what is derived from them once.
 #[derive(Debug)]
@@ -39,6 +39,9 @@ pub struct Playbook {
     stt_prompt: Arc<str>,
     /// How a short, unclear utterance is heard the second time.
     pub short_pass: ShortPass,
+    /// How a turn with a number in it is heard again (`[stt] number_pass`, see
+    /// [`Engine::number_pass`]).
+    pub number_pass: NumberPass,
 }
 
 /// The second pass over a short utterance the first pass did not make sense of.
@@ -75,6 +78,7 @@ impl Playbook {
             frontend,
             speech: None,
             short_pass: ShortPass::default(),
+            number_pass: NumberPass::default(),
         }
     }
 
@@ -319,9 +323,17 @@ pub struct Engine {
     /// Audio of short utterances, by id, until their transcript is in: one that says nothing
     /// understood is heard again with the escape-word vocabulary.
     short_audio: BTreeMap<u64, (Vec<f32>, Millis)>,
+    /// The id field the caller's last turn named without its number ("…order number?"): a
+    /// bare number in the next turn is that one.
+    open_field: Option<numbers::OpenField>,
     /// Utterances being heard a second time: the first pass, and the audio while a further
     /// pass may follow.
     first_pass: BTreeMap<u64, Rehearing>,
+    /// Audio of every utterance, by id, until its turn is taken: one whose transcript shows a
+    /// number being given is heard again (see [`Engine::number_pass`]).
+    number_audio: BTreeMap<u64, (Vec<f32>, Millis)>,
+    /// Transcripts (joined with any continuation) of utterances being heard again, and how.
+    number_first: BTreeMap<u64, (Transcript, SttMode)>,
     tone: ToneTracker,
     facts: Facts,
     intent: Option<String>,
@@ -368,6 +380,9 @@ impl Engine {
             last_answer: None,
             short_audio: BTreeMap::new(),
             first_pass: BTreeMap::new(),
+            open_field: None,
+            number_audio: BTreeMap::new(),
+            number_first: BTreeMap::new(),
             tone: ToneTracker::default(),
             facts: Facts::default(),
             intent: None,
@@ -544,6 +559,13 @@ impl Engine {
         );
         if u.samples.len() <= SHORT_PASS_MAX_SAMPLES {
             self.short_audio
+                .insert(id, (u.samples.clone(), speech_ended));
+        }
+        // Whole, not cut at a held pause: the number pass hears the utterance as one. Copied
+        // out now because the frontend's ring may have moved past it by the time the first
+        // transcript (and any continuation pass) is in.
+        if self.book.number_pass != NumberPass::Off {
+            self.number_audio
                 .insert(id, (u.samples.clone(), speech_ended));
         }
         match early.map(|e| e.result) {
@@ -748,14 +770,26 @@ impl Engine {
             let Some(result) = self.arrived.remove(&id) else {
                 break;
             };
-            let Some(result) = self.tail_pass(id, result, out) else {
-                // Its continuation is being heard on its own; the turn waits for that.
-                break;
+            let result = match self.number_first.remove(&id) {
+                // The number pass is back: the last of this utterance's passes.
+                Some((first, mode)) => self.after_number_pass(first, mode, result, now, out),
+                None => {
+                    let Some(result) = self.tail_pass(id, result, out) else {
+                        // Its continuation is being heard on its own; the turn waits for that.
+                        break;
+                    };
+                    let Some(result) = self.second_pass(id, result, now, out) else {
+                        // Heard again; the turn waits for that.
+                        break;
+                    };
+                    let Some(result) = self.number_pass(id, result, out) else {
+                        // Heard again carefully; the turn waits for that.
+                        break;
+                    };
+                    result
+                }
             };
-            let Some(result) = self.second_pass(id, result, now, out) else {
-                // Heard again; the turn waits for that.
-                break;
-            };
+            self.number_audio.remove(&id);
             let p = self.pending.remove(&id).unwrap_or_default();
             self.on_turn(
                 result,
@@ -911,6 +945,97 @@ impl Engine {
             speech_ended,
             early: false,
         }
+    }
+
+    /// An utterance whose transcript shows the caller giving a number ([`gives_a_number`]) is
+    /// transcribed again, whole, as [`Playbook::number_pass`] says (by default greedily with a
+    /// prompt of digits read out, [`SttMode::Numbers`]): tiny.en's plain decode writes digits
+    /// read out as near misses ("3/8 to fix one", "free", "for") or drops them, and the card
+    /// needs every digit. Runs after the continuation and second passes, so
+    /// it judges the utterance by the most complete transcript there is. `None` while it runs.
+    ///
+    /// A caller asking for a person is put through at once instead: the latency of the way
+    /// out matters more than the digits, which the agent can ask for.
+    fn number_pass(
+        &mut self,
+        id: u64,
+        result: Result<Transcript, SttFailure>,
+        out: &mut Vec<Action>,
+    ) -> Option<Result<Transcript, SttFailure>> {
+        let Ok(t) = &result else {
+            return Some(result);
+        };
+        let text = clean_transcript(&t.text);
+        let Some(mode) = self.book.number_pass.mode() else {
+            return Some(result);
+        };
+        if !gives_a_number(&text) || agent_request::detect(&text).count > 0 {
+            return Some(result);
+        }
+        let Some((samples, speech_ended)) = self.number_audio.remove(&id) else {
+            return Some(result);
+        };
+        self.number_first.insert(id, (t.clone(), mode));
+        out.push(Action::Transcribe {
+            utterance: id,
+            samples,
+            initial_prompt: self.book.stt_prompt.clone(),
+            mode,
+            speech_ended,
+            early: false,
+        });
+        None
+    }
+
+    /// The careful transcript, unless it says less of the number than the first one did: a
+    /// held utterance's careful pass can stop at the long pause as the first pass did, and a
+    /// first transcript joined with its continuation then has digits the careful one lacks.
+    /// A failed or empty careful pass costs the caller nothing: the first transcript stands.
+    fn after_number_pass(
+        &mut self,
+        first: Transcript,
+        mode: SttMode,
+        result: Result<Transcript, SttFailure>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Result<Transcript, SttFailure> {
+        let again = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let why = match e {
+                    // Shed under load by design: a number pass runs only on a spare state.
+                    SttFailure::Overloaded => "no spare decoder state".to_string(),
+                    SttFailure::Failed(why) => format!("failed: {why}"),
+                };
+                let detail = format!("number pass {why}: kept {:?}", first.text);
+                self.decision(now, DecisionKind::NumberPass, &detail, out);
+                return Ok(first);
+            }
+        };
+        let text = clean_transcript(&again.text);
+        let digits = numbers::spoken_digits(&text);
+        let first_digits = numbers::spoken_digits(&clean_transcript(&first.text));
+        // Primed with a number, Whisper can write the primer's instead of an unclear one.
+        let echoes_prompt = mode == SttMode::Numbers
+            && NUMBER_PASS_PROMPT_DIGITS
+                .iter()
+                .any(|d| digits.contains(d) && !first_digits.contains(d));
+        let take = !text.is_empty()
+            && !looping(&text)
+            && digits.len() >= first_digits.len()
+            && !echoes_prompt;
+        let detail = format!(
+            "heard {:?}, again {:?}: {}",
+            first.text,
+            again.text,
+            if take {
+                "took the second hearing"
+            } else {
+                "kept the first"
+            }
+        );
+        self.decision(now, DecisionKind::NumberPass, &detail, out);
+        Ok(if take { again } else { first })
     }
 
     /// A first pass that heard words but nothing warmline understands, without confidence.
@@ -1419,7 +1544,8 @@ impl Engine {
         }
         self.counters.agent_requests += s.agent_requests;
         self.counters.repeat_contact |= s.repeat_contact;
-        let found = numbers::extract(text);
+        let found = numbers::extract_after(text, self.open_field.take());
+        self.open_field = numbers::open_field(text);
         if found.account_number.is_some() || found.order_number.is_some() {
             self.id_confidence = s.confidence;
         }
@@ -1779,6 +1905,26 @@ fn clean_transcript(text: &str) -> String {
     } else {
         String::new()
     }
+}
+
+/// Whether a transcript shows the caller giving a number: a digit written as one ("447",
+/// "3/8", "12.99"), two digit words ("four four seven"; one alone is too often just "one"),
+/// or "number" followed by more than "is" (tiny.en's "account number is free for…", where
+/// every digit was heard as a word). Over-asking costs a careful pass; under-asking a
+/// number that reaches the card wrong.
+fn gives_a_number(text: &str) -> bool {
+    let words = crate::analysis::text::words(text);
+    let numeral = |w: &String| w.chars().any(|c| c.is_ascii_digit());
+    // "oh" is a digit only inside a number; as a word it is an exclamation.
+    let digit_word = |w: &String| w != "oh" && w != "o" && numbers::digit_word(w).is_some();
+    if words.iter().any(numeral) || words.iter().filter(|w| digit_word(w)).count() >= 2 {
+        return true;
+    }
+    const LINKS: &[&str] = &["is", "was", "it's", "its", "uh", "um", "er"];
+    words.iter().enumerate().any(|(at, w)| {
+        (w == "number" || w == "numbers")
+            && words[at + 1..].iter().any(|w| !LINKS.contains(&w.as_str()))
+    })
 }
 
 /// Whisper caught in a repetition loop ("3 3 3 3 3 …", "9033333333"): a transcript that says

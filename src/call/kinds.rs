@@ -148,6 +148,9 @@ vocabulary! {
         Readback = "readback",
         ReadbackReply = "readback_reply",
         ReadbackUnanswered = "readback_unanswered",
+        /// A turn with a number in it was heard again by beam search (what each pass heard
+        /// and which was taken, in the detail).
+        NumberPass = "number_pass",
     }
 }
 
@@ -172,7 +175,7 @@ mod tests {
         (TransferStatus::Accepted, "accepted"),
         (TransferStatus::Failed, "failed"),
     ];
-    const DECISIONS: [(DecisionKind, &str); 24] = [
+    const DECISIONS: [(DecisionKind, &str); 25] = [
         (DecisionKind::Escalate, "escalate"),
         (DecisionKind::Answer, "answer"),
         (DecisionKind::Goodbye, "goodbye"),
@@ -197,6 +200,7 @@ mod tests {
         (DecisionKind::Readback, "readback"),
         (DecisionKind::ReadbackReply, "readback_reply"),
         (DecisionKind::ReadbackUnanswered, "readback_unanswered"),
+        (DecisionKind::NumberPass, "number_pass"),
     ];
 
     fn round_trips<T>(table: &[(T, &str)], all: &[T])

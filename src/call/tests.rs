@@ -12,7 +12,7 @@ use super::{Action, CallInfo, DecisionKind, Engine, Event, Millis, Playbook, Rec
 use crate::audio::FRAME_SAMPLES_8K;
 use crate::config::Settings;
 use crate::replay::fixture::read_ulaw;
-use crate::stt::{SttFailure, Transcript};
+use crate::stt::{SttFailure, SttMode, Transcript};
 
 const TURN: &str = "fixtures/audio/billing_refund_joe/0.wav";
 const SILENCE: u8 = 0xFF;
@@ -244,8 +244,21 @@ impl Call {
             .expect("an early request")
     }
 
+    /// Requests after the endpoint other than a number pass: the turn's own first pass, a
+    /// continuation or a second pass.
     fn late(&self) -> Vec<&Asked> {
-        self.asked.iter().filter(|a| !a.early).collect()
+        self.asked
+            .iter()
+            .filter(|a| !a.early && !a.mode.is_refinement())
+            .collect()
+    }
+
+    /// Number passes over a number turn (beam search or prompted, as the playbook says).
+    fn careful(&self) -> Vec<&Asked> {
+        self.asked
+            .iter()
+            .filter(|a| a.mode.is_refinement())
+            .collect()
     }
 }
 
@@ -712,7 +725,7 @@ fn chunked_number() -> (Vec<u8>, Millis) {
 #[test]
 fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
     let (audio, second_from) = chunked_number();
-    let mut call = Call::new();
+    let mut call = Call::with(careful_engine());
     call.play(&audio, |a| {
         Some(if a.at < second_from {
             said("I need a refund, my account number is 4 4 7.")
@@ -720,7 +733,8 @@ fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
             // Whisper heard the whole held utterance but stopped at its long silence…
             said("I need a refund, my account number is 4 4 7.")
         } else {
-            // …so the continuation is heard on its own.
+            // …so the continuation is heard on its own; the careful pass over the whole
+            // utterance (after the join) hears less than the join and is not taken.
             said("1 9.")
         })
     });
@@ -744,6 +758,12 @@ fn a_number_read_in_two_chunks_is_held_open_as_one_utterance() {
     let late = call.late();
     assert_eq!(late.len(), 1, "one continuation pass: {:?}", call.asked);
     assert!(late[0].samples < whole, "{:?}", late[0]);
+    // The number pass hears the whole utterance, not the continuation alone, and only once
+    // the continuation is joined.
+    let careful = call.careful();
+    assert_eq!(careful.len(), 1, "{:?}", call.asked);
+    assert_eq!(careful[0].samples, whole);
+    assert!(careful[0].at >= late[0].at);
     assert!(
         call.prompts.is_empty(),
         "no prompt in between: {:?}",
@@ -855,6 +875,29 @@ fn a_hold_does_not_run_out_while_the_next_sentence_is_starting() {
     assert_eq!(h.card.facts.account_number.as_deref(), Some("55218"));
 }
 
+#[test]
+fn a_bare_number_after_a_named_field_goes_in_that_field() {
+    // "…order number?", a breath, then the digits as a turn of their own.
+    let turn_ms = (trimmed_turn().len() / 8) as Millis;
+    let second_at = turn_ms + 1_200;
+    let mut audio = trimmed_turn();
+    audio.extend(silence(1_200));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(4_000));
+    let mut call = Call::new();
+    call.play(&audio, |a| {
+        Some(if a.at < second_at {
+            said("Where is my parcel, order number?")
+        } else {
+            said("1 6 7 1 8.")
+        })
+    });
+    assert_eq!(call.lines.len(), 2, "{:?}", call.lines);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.order_number.as_deref(), Some("16718"));
+    assert_eq!(h.card.facts.account_number, None);
+}
+
 // ---- Read-back: a number the line is not sure of is checked with the caller once. ----
 
 /// Plays a billing turn whose number was heard at `confidence`, then (if given) a reply turn
@@ -963,4 +1006,227 @@ fn a_no_gets_one_more_try_then_a_person() {
     // Nothing more said: the line does not wait forever for the number.
     let (_, h) = call.transfers.first().expect("transferred");
     assert_eq!(h.card.unconfirmed, ["account_number"]);
+}
+
+// ---- The number pass: a turn with a number in it is heard again by beam search. ----
+
+/// An engine whose playbook hears number turns again by beam search (`[stt] number_pass =
+/// "careful"`).
+fn careful_engine() -> Engine {
+    let b = book();
+    let mut pb = Playbook::new(b.dialplan.clone(), b.prompts.clone(), b.frontend.clone());
+    pb.number_pass = crate::stt::NumberPass::Careful;
+    Engine::new(engine().info().clone(), Arc::new(pb)).unwrap()
+}
+
+#[test]
+fn number_turns_are_not_heard_again_when_the_pass_is_off() {
+    let b = book();
+    let mut pb = Playbook::new(b.dialplan.clone(), b.prompts.clone(), b.frontend.clone());
+    pb.number_pass = crate::stt::NumberPass::Off;
+    let mut audio = trimmed_turn();
+    audio.extend(silence(2500));
+    let mut call = Call::with(Engine::new(engine().info().clone(), Arc::new(pb)).unwrap());
+    call.play(&audio, |_| {
+        Some(said("I need a refund, my account number is 4 4 7 1 9."))
+    });
+    assert!(call.careful().is_empty(), "{:?}", call.asked);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+}
+
+#[test]
+fn by_default_a_number_turn_is_heard_again_with_a_digit_prompt_and_a_copied_prompt_is_refused() {
+    let play = |again: &'static str| {
+        let mut audio = trimmed_turn();
+        audio.extend(silence(2500));
+        let mut call = Call::new();
+        call.play(&audio, |a| {
+            Some(said(if a.mode == SttMode::Numbers {
+                again
+            } else if a.early {
+                "I need a refund, my account number is free for seven one nine."
+            } else {
+                ""
+            }))
+        });
+        call
+    };
+    let call = play("I need a refund, my account number is 3 4 7 1 9.");
+    let second: Vec<_> = call
+        .asked
+        .iter()
+        .filter(|a| a.mode == SttMode::Numbers)
+        .collect();
+    assert_eq!(second.len(), 1, "{:?}", call.asked);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("34719"));
+    // The prompt's own number, which the caller never said: the first hearing stands.
+    let call = play("I need a refund, my account number is 4 4 7 1 9.");
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_ne!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert_eq!(call.lines.len(), 1);
+    assert!(
+        call.lines[0].1.contains("free for seven"),
+        "{:?}",
+        call.lines
+    );
+}
+
+/// A billing turn then quiet, every first pass hearing `first`, the pass over what followed a
+/// held pause hearing nothing, and every careful pass getting `careful` (`None`: left running).
+fn number_call(first: &'static str, careful: Option<Result<Transcript, SttFailure>>) -> Call {
+    let mut audio = trimmed_turn();
+    audio.extend(silence(2500));
+    let mut call = Call::with(careful_engine());
+    call.play(&audio, |a| {
+        if a.mode == SttMode::Careful {
+            careful.clone()
+        } else if a.early {
+            Some(said(first))
+        } else {
+            // The audio after the held pause (the number was short of an id): nothing more.
+            Some(said(""))
+        }
+    });
+    call
+}
+
+#[test]
+fn a_number_turn_is_heard_again_carefully_and_the_card_takes_that_number() {
+    // tiny.en's greedy pass dropped a digit; the beam search heard all five.
+    let call = number_call(
+        "I need a refund, my account number is 4 4 7 1.",
+        Some(said("I need a refund, my account number is 4 4 7 1 9.")),
+    );
+    let careful = call.careful();
+    assert_eq!(careful.len(), 1, "{:?}", call.asked);
+    // The whole utterance, as its first pass (the transcript at its last pause) had it.
+    let whole = call.asked.iter().filter(|a| a.mode == SttMode::Free);
+    assert_eq!(Some(careful[0].samples), whole.map(|a| a.samples).max());
+    assert!(!careful[0].early);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    assert_eq!(
+        call.lines[0].1,
+        "I need a refund, my account number is 4 4 7 1 9."
+    );
+    assert!(
+        call.decisions
+            .iter()
+            .any(|(_, d)| *d == DecisionKind::NumberPass)
+    );
+}
+
+#[test]
+fn a_number_turn_waits_for_its_careful_pass() {
+    let mut call = number_call("I need a refund, my account number is 4 4 7 1.", None);
+    let careful = call.careful()[0].clone();
+    assert!(call.lines.is_empty(), "{:?}", call.lines);
+    assert!(call.transfers.is_empty());
+    call.deliver(
+        careful.id,
+        said("I need a refund, my account number is 4 4 7 1 9."),
+    );
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
+    assert!(call.lines[0].1.ends_with("4 4 7 1 9."), "{:?}", call.lines);
+}
+
+#[test]
+fn a_turn_without_a_number_gets_no_careful_pass() {
+    for first in [
+        "I need a refund.",
+        // A lone "one" is a word more often than a digit, and "oh" an exclamation.
+        "Oh, I need a refund for one thing.",
+        // The number is still to come: nothing to hear carefully yet.
+        "I need a refund, my account number is",
+    ] {
+        let call = number_call(first, Some(said("I need a refund, 4 4 7 1 9.")));
+        assert!(call.careful().is_empty(), "{first}: {:?}", call.asked);
+        assert!(
+            !call
+                .decisions
+                .iter()
+                .any(|(_, d)| *d == DecisionKind::NumberPass),
+            "{first}"
+        );
+        assert_eq!(call.lines.first().map(|l| l.1.as_str()), Some(first));
+    }
+}
+
+#[test]
+fn a_careful_pass_that_fails_or_hears_less_leaves_the_first_transcript() {
+    let first = "I need a refund, my account number is 4 4 7 1 9.";
+    for careful in [
+        Err(SttFailure::Failed("lost".into())),
+        Err(SttFailure::Overloaded),
+        said(""),
+        // Fewer digits than the first pass heard.
+        said("I need a refund, my account number is 4 4 7."),
+        // A repetition loop is no transcript.
+        said("4 4 4 4 4 4 4 4"),
+    ] {
+        let call = number_call(first, Some(careful.clone()));
+        assert_eq!(call.careful().len(), 1, "{careful:?}: {:?}", call.asked);
+        let (_, h) = call.transfers.first().expect("transferred");
+        assert_eq!(
+            h.card.facts.account_number.as_deref(),
+            Some("44719"),
+            "{careful:?}"
+        );
+        assert_eq!(call.lines.first().map(|l| l.1.as_str()), Some(first));
+        assert!(
+            call.decisions
+                .iter()
+                .any(|(_, d)| *d == DecisionKind::NumberPass),
+            "{careful:?}"
+        );
+    }
+}
+
+#[test]
+fn a_number_said_as_misheard_words_gets_a_careful_pass() {
+    // Every digit heard as a word: no numeral in the first pass, yet a number being given.
+    let call = number_call(
+        "I need a refund, my account number is free for seven.",
+        Some(said("I need a refund, my account number is 3 4 7 1 9.")),
+    );
+    assert_eq!(call.careful().len(), 1, "{:?}", call.asked);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("34719"));
+}
+
+#[test]
+fn a_request_for_a_person_with_a_number_is_not_held_for_a_careful_pass() {
+    let call = number_call(
+        "Agent please, my account number is 4 4 7 1 9.",
+        Some(said("Agent please, my account number is 4 4 7 1 8.")),
+    );
+    assert!(call.careful().is_empty(), "{:?}", call.asked);
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44719"));
+}
+
+#[test]
+fn a_held_number_is_heard_carefully_whole_and_can_replace_the_join() {
+    let (audio, second_from) = chunked_number();
+    let mut call = Call::with(careful_engine());
+    call.play(&audio, |a| {
+        Some(if a.mode == SttMode::Careful {
+            // The beam search heard across the long pause, and heard the last digit as 8.
+            said("I need a refund, my account number is 4 4 7 1 8.")
+        } else if a.at < second_from || a.early {
+            said("I need a refund, my account number is 4 4 7.")
+        } else {
+            said("1 9.")
+        })
+    });
+    let (_, h) = call.transfers.first().expect("transferred");
+    assert_eq!(h.card.facts.account_number.as_deref(), Some("44718"));
+    let whole = call.early().into_iter().map(|a| a.samples).max().unwrap();
+    let careful = call.careful();
+    assert_eq!(careful.len(), 1, "{:?}", call.asked);
+    assert_eq!(careful[0].samples, whole);
+    assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
 }

@@ -7,8 +7,10 @@
 //! when every digit is right and there are none extra. Each clip is also transcribed whole, as
 //! one utterance, and read by [`numbers::extract`]: a number the whole-clip pass gets and the
 //! call misses was lost to segmentation (the endpointer cut the turn between digits), one both
-//! miss was lost to recognition or parsing. Clips and their manifest are made by
-//! `scripts/make_digits.py`.
+//! miss was lost to recognition or parsing. The whole-clip pass is the playbook's number pass
+//! (`[stt] number_pass`), as the call engine hears a turn with a number in it again; the plain
+//! whole-clip pass is reported beside it, with what each cost. Clips and their manifest are
+//! made by `scripts/make_digits.py`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +27,7 @@ use crate::analysis::numbers::{self, Facts};
 use crate::audio::resample::Upsampler;
 use crate::audio::{FRAME_SAMPLES_8K, ulaw};
 use crate::call::{Playbook, Speaker};
-use crate::stt::Transcriber;
+use crate::stt::{SttMode, Transcriber};
 
 /// Which card field a clip's number belongs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -90,9 +92,14 @@ pub struct ClipResult {
     pub card_number: Option<String>,
     /// The card's reason, when the call was transferred.
     pub transfer_reason: Option<String>,
-    /// The whole clip transcribed as one utterance, and the number read from it.
+    /// The whole clip transcribed by the number pass as one utterance, and the number read from it.
     pub whole_heard: String,
     pub whole_number: Option<String>,
+    /// The same by a greedy pass, and what each of the two took (wall time).
+    pub greedy_heard: String,
+    pub greedy_number: Option<String>,
+    pub greedy_ms: u64,
+    pub second_ms: u64,
     /// The engine, the audio or the whole-clip transcription failed.
     pub error: Option<String>,
     pub stt_calls: u32,
@@ -105,9 +112,14 @@ impl ClipResult {
         self.card_number.as_deref() == Some(self.clip.digits.as_str())
     }
 
-    /// The whole clip, heard as one turn, gives the number exactly.
+    /// The whole clip, heard by the number pass as one turn, gives the number exactly.
     pub fn whole_recalled(&self) -> bool {
         self.whole_number.as_deref() == Some(self.clip.digits.as_str())
+    }
+
+    /// The whole clip, heard greedily as one turn, gives the number exactly.
+    pub fn greedy_recalled(&self) -> bool {
+        self.greedy_number.as_deref() == Some(self.clip.digits.as_str())
     }
 }
 
@@ -145,20 +157,34 @@ pub fn run_clip(
         transfer_reason: None,
         whole_heard: String::new(),
         whole_number: None,
+        greedy_heard: String::new(),
+        greedy_number: None,
+        greedy_ms: 0,
+        second_ms: 0,
         error: None,
         stt_calls: 0,
         stt_ms: 0,
     };
-    match whole_clip_16k(&ulaw).and_then(|samples| {
-        let t0 = Instant::now();
-        let t = stt.transcribe(&samples, "").map_err(|e| format!("{e:?}"));
-        result.stt_ms += t0.elapsed().as_millis() as u64;
-        result.stt_calls += 1;
-        t
-    }) {
-        Ok(t) => {
-            result.whole_number = clip.field.of(&numbers::extract(&t.text));
-            result.whole_heard = t.text;
+    let whole = whole_clip_16k(&ulaw).and_then(|samples| {
+        let pass = |mode| {
+            let t0 = Instant::now();
+            let t = stt
+                .transcribe_as(&samples, "", mode)
+                .map_err(|e| format!("{e:?}"));
+            (t, t0.elapsed().as_millis() as u64)
+        };
+        let (greedy, greedy_ms) = pass(SttMode::Free);
+        let (careful, second_ms) = pass(book.number_pass.mode().unwrap_or(SttMode::Free));
+        Ok((greedy?, greedy_ms, careful?, second_ms))
+    });
+    match whole {
+        Ok((greedy, greedy_ms, careful, second_ms)) => {
+            result.greedy_number = clip.field.of(&numbers::extract(&greedy.text));
+            result.greedy_heard = greedy.text;
+            result.whole_number = clip.field.of(&numbers::extract(&careful.text));
+            result.whole_heard = careful.text;
+            (result.greedy_ms, result.second_ms) = (greedy_ms, second_ms);
+            // Measurement, not the call: kept out of the call's own speech-to-text count.
         }
         Err(e) => result.error = Some(format!("whole-clip transcription: {e}")),
     }
@@ -203,15 +229,18 @@ pub fn run_clip(
             clip.field.of(&h.card.facts)
         }
         // A topic misheard leaves no card; the number is still what the engine gathered,
-        // which is every caller line's facts merged in order (as `Engine::absorb` does).
+        // which is every caller line's facts merged in order, each read after the field the line
+        // before left open (as `Engine::absorb` does).
         _ => {
             let mut facts = Facts::default();
+            let mut open = None;
             for l in outcome
                 .transcript
                 .iter()
                 .filter(|l| l.speaker == Speaker::Caller)
             {
-                facts.merge(&numbers::extract(&l.text));
+                facts.merge(&numbers::extract_after(&l.text, open));
+                open = numbers::open_field(&l.text);
             }
             clip.field.of(&facts)
         }
@@ -254,9 +283,14 @@ impl DigitRecall {
         ratio(tally(self.results.iter(), ClipResult::recalled))
     }
 
-    /// Numbers exactly right when each clip is heard as one turn.
+    /// Numbers exactly right when each clip is heard by the number pass as one turn.
     pub fn whole_recall(&self) -> f64 {
         ratio(tally(self.results.iter(), ClipResult::whole_recalled))
+    }
+
+    /// Numbers exactly right when each clip is heard greedily as one turn.
+    pub fn greedy_recall(&self) -> f64 {
+        ratio(tally(self.results.iter(), ClipResult::greedy_recalled))
     }
 
     /// Card recall of the clips said in one pattern.
@@ -324,19 +358,34 @@ impl fmt::Display for DigitRecall {
             self.numbers(),
             self.voices()
         )?;
+        let greedy = tally(self.results.iter(), ClipResult::greedy_recalled);
         writeln!(
             f,
-            "digit strings, one turn {:>6.3}   ({}/{} exact when the clip is heard as one utterance)",
+            "digit strings, one turn {:>6.3}   ({}/{} exact when the clip is heard as one utterance by the number pass; plainly {}/{})",
             ratio(whole),
             whole.0,
-            whole.1
+            whole.1,
+            greedy.0,
+            greedy.1
         )?;
         let calls: u32 = self.results.iter().map(|r| r.stt_calls).sum();
         let ms: u64 = self.results.iter().map(|r| r.stt_ms).sum();
         writeln!(
             f,
-            "speech-to-text          {calls} transcriptions for {} clips, {ms} ms in all",
+            "speech-to-text          {calls} transcriptions for {} calls, {ms} ms in all",
             self.results.len()
+        )?;
+        let n = self.results.len().max(1) as u64;
+        let (g, c): (u64, u64) = self
+            .results
+            .iter()
+            .fold((0, 0), |(g, c), r| (g + r.greedy_ms, c + r.second_ms));
+        writeln!(
+            f,
+            "whole-clip pass         plain {} ms, number pass {} ms on average ({:.2}×)",
+            g / n,
+            c / n,
+            c as f64 / g.max(1) as f64
         )?;
         let groups: [(&str, GroupKey); 3] = [
             ("pattern", |r| r.clip.pattern.as_str()),
@@ -347,15 +396,17 @@ impl fmt::Display for DigitRecall {
             for (k, rs) in self.rows(*key) {
                 let c = tally(rs.iter().copied(), ClipResult::recalled);
                 let w = tally(rs.iter().copied(), ClipResult::whole_recalled);
+                let g = tally(rs.iter().copied(), ClipResult::greedy_recalled);
                 writeln!(
                     f,
-                    "  {name:<7} {k:<16} card {:>2}/{:<2} ({:>5.1} %)   one turn {:>2}/{:<2} ({:>5.1} %)",
+                    "  {name:<7} {k:<16} card {:>2}/{:<2} ({:>5.1} %)   one turn {:>2}/{:<2} ({:>5.1} %, greedy {:>2})",
                     c.0,
                     c.1,
                     100.0 * ratio(c),
                     w.0,
                     w.1,
-                    100.0 * ratio(w)
+                    100.0 * ratio(w),
+                    g.0
                 )?;
             }
         }
@@ -370,13 +421,14 @@ impl fmt::Display for DigitRecall {
             };
             writeln!(
                 f,
-                "  miss ({cause}): {:<30} want {:<10} card {:<12} heard {:?} | one turn {:<12} heard {:?}{}",
+                "  miss ({cause}): {:<30} want {:<10} card {:<12} heard {:?} | one turn {:<12} heard {:?} | greedy {:?}{}",
                 r.clip.file,
                 r.clip.digits,
                 r.card_number.as_deref().unwrap_or("-"),
                 r.heard,
                 r.whole_number.as_deref().unwrap_or("-"),
                 r.whole_heard,
+                r.greedy_heard,
                 r.error
                     .as_deref()
                     .map(|e| format!(" error: {e}"))

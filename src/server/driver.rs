@@ -706,7 +706,11 @@ impl Driver {
         tokio::spawn(
             async move {
                 let metrics = &state.metrics;
-                let permit = if early {
+                // A number pass refines a transcript the call already has (the first hearing
+                // stands without it), so like a pause transcript it runs only on a spare state,
+                // and it gives way to a waiting caller at any point of its run.
+                let refinement = mode.is_refinement();
+                let permit = if early || refinement {
                     state.stt_load.spare()
                 } else {
                     let queued = Instant::now();
@@ -727,8 +731,9 @@ impl Driver {
                     // while it is young (see SPECULATIVE_YIELD).
                     let load = &shared.stt_load;
                     let started = Instant::now();
-                    let yield_to_waiting =
-                        || load.waiting() > 0 && started.elapsed() < SPECULATIVE_YIELD;
+                    let yield_to_waiting = || {
+                        load.waiting() > 0 && (refinement || started.elapsed() < SPECULATIVE_YIELD)
+                    };
                     let opts = crate::stt::engine::RunOpts {
                         threads: permit.threads,
                         cancel: permit
@@ -749,8 +754,12 @@ impl Driver {
                     }
                     Ok(Err(crate::stt::engine::SttError::Busy)) => Err(SttFailure::Overloaded),
                     Ok(Err(crate::stt::engine::SttError::Cancelled)) => {
-                        // The engine transcribes the utterance again at its endpoint.
-                        tracing::debug!("transcript at a pause gave way to a waiting caller");
+                        // The engine transcribes the utterance again at its endpoint, or
+                        // keeps the first hearing of a number.
+                        tracing::debug!(
+                            ?mode,
+                            "an optional transcription gave way to a waiting caller"
+                        );
                         Err(SttFailure::Overloaded)
                     }
                     Ok(Err(e)) => Err(SttFailure::Failed(e.to_string())),

@@ -44,7 +44,7 @@ const PUNCT: &[u8] = b".,!?-";
 impl Grammar {
     pub fn for_mode(mode: SttMode) -> Option<Grammar> {
         match mode {
-            SttMode::Free => None,
+            SttMode::Free | SttMode::Careful | SttMode::Numbers => None,
             SttMode::EscapeWord => Some(Grammar::OneWordOf(ESCAPE_WORDS)),
             SttMode::Digits => Some(Grammar::Digits),
         }

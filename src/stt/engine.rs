@@ -98,6 +98,11 @@ pub struct SttConfig {
     /// waits: it takes all the states (so nothing runs beside it to fight its spinning
     /// threads) and finishes in about half the time. 0 or 1: always `threads`.
     pub solo_threads: usize,
+    /// How a turn with a number in it is heard again before it is taken. `careful` (beam
+    /// search) is not the default: whisper.cpp's beam search draws its candidates at random
+    /// (from fixed seeds), so a hair's difference in the audio or the arithmetic changes what it
+    /// writes, and a recorded call's replay did not always hear the number as the live call had.
+    pub number_pass: crate::stt::NumberPass,
 }
 
 fn cores() -> usize {
@@ -121,6 +126,7 @@ impl Default for SttConfig {
             use_prompt: false,
             flash_attn: false,
             solo_threads: cores().clamp(1, 8),
+            number_pass: crate::stt::NumberPass::default(),
         }
     }
 }
@@ -273,9 +279,25 @@ impl SttEngine {
         initial_prompt: &str,
         opts: RunOpts<'_>,
     ) -> Result<SttOutput, SttError> {
+        self.transcribe_free(samples, initial_prompt, Search::Greedy, opts)
+    }
+
+    /// A free decode (no grammar), greedy or by beam search.
+    fn transcribe_free(
+        &self,
+        samples: &[f32],
+        initial_prompt: &str,
+        search: Search,
+        opts: RunOpts<'_>,
+    ) -> Result<SttOutput, SttError> {
         let started = Instant::now();
         let mut state = self.checkout()?;
-        let result = self.run(&mut state, samples, initial_prompt, opts);
+        let mut opts = opts;
+        if search == Search::Beam {
+            state = self.renewed(state)?;
+            opts.threads = CAREFUL_THREADS;
+        }
+        let result = self.run(&mut state, samples, initial_prompt, search, opts);
         self.checkin(state);
         let transcript = result?;
         Ok(SttOutput {
@@ -284,8 +306,25 @@ impl SttEngine {
         })
     }
 
-    /// Transcribes in a [`SttMode`]: a free pass as [`Self::transcribe`], or a pass held to a
-    /// grammar whose confidence is [`PathScore::confidence`] of the forced path.
+    /// A new state in place of `old`. whisper.cpp's beam search draws each step's candidates
+    /// from the token distribution with a per-decoder random generator, and the first
+    /// decoder's is seeded only when its state is made: on a reused state the same audio
+    /// decoded twice can come out differently (measured: "1429." then "1-4-2-9-0."), and a
+    /// replayed call would not hear what the live one did. A fresh state starts every beam
+    /// search from the same seeds.
+    fn renewed(&self, old: WhisperState) -> Result<WhisperState, SttError> {
+        drop(old);
+        self.ctx.create_state().map_err(|e| {
+            // The pool is one state short now; `new_state` may make it again later.
+            let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+            *created = created.saturating_sub(1);
+            SttError::Whisper(e.to_string())
+        })
+    }
+
+    /// Transcribes in a [`SttMode`]: a free pass as [`Self::transcribe`] (by beam search for
+    /// [`SttMode::Careful`]), or a pass held to a grammar whose confidence is
+    /// [`PathScore::confidence`] of the forced path.
     pub fn transcribe_as(
         &self,
         samples: &[f32],
@@ -294,7 +333,11 @@ impl SttEngine {
         opts: RunOpts<'_>,
     ) -> Result<SttOutput, SttError> {
         let Some(grammar) = Grammar::for_mode(mode) else {
-            return self.transcribe_with(samples, initial_prompt, opts);
+            let prompt = match mode {
+                SttMode::Numbers => super::NUMBER_PASS_PROMPT,
+                _ => initial_prompt,
+            };
+            return self.transcribe_free(samples, prompt, Search::of(mode), opts);
         };
         let started = Instant::now();
         let mut state = self.checkout()?;
@@ -318,7 +361,12 @@ impl SttEngine {
         mode: SttMode,
     ) -> Result<(Transcript, Option<PathScore>), SttError> {
         let Some(grammar) = Grammar::for_mode(mode) else {
-            return Ok((self.transcribe(samples, initial_prompt)?.transcript, None));
+            let opts = RunOpts {
+                threads: self.cfg.threads,
+                cancel: None,
+            };
+            let out = self.transcribe_free(samples, initial_prompt, Search::of(mode), opts)?;
+            return Ok((out.transcript, None));
         };
         let mut state = self.checkout()?;
         let result = self.run_constrained(
@@ -353,7 +401,12 @@ impl SttEngine {
                 .collect(),
             steps: Mutex::new(Vec::new()),
         };
-        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt, threads);
+        let mut p = self.params(
+            audio.len() as f32 / 16_000.0,
+            prompt,
+            threads,
+            Search::Greedy,
+        );
         if let Grammar::OneWordOf(_) = grammar {
             // One word and a mark: a handful of tokens.
             p.set_max_tokens(8);
@@ -401,6 +454,7 @@ impl SttEngine {
         state: &mut WhisperState,
         samples: &[f32],
         prompt: &str,
+        search: Search,
         opts: RunOpts<'_>,
     ) -> Result<Transcript, SttError> {
         let audio = at_least_min(samples);
@@ -410,9 +464,11 @@ impl SttEngine {
             n_vocab: self.ctx.n_vocab() as usize,
             vocab: &self.loop_vocab,
         };
-        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt, opts.threads);
+        let mut p = self.params(audio.len() as f32 / 16_000.0, prompt, opts.threads, search);
         // SAFETY: whisper.cpp calls the filter only from inside `state.full` below, while
-        // `guard` is alive and not moved; the filter only reads it.
+        // `guard` is alive and not moved; the filter only reads it. With a beam search it is
+        // called once per beam with that beam's own tokens and logits (each beam's loop is
+        // cut on its own), from several threads at once: reading is all the guard allows.
         unsafe {
             p.set_filter_logits_callback(Some(end_loops));
             p.set_filter_logits_callback_user_data(&guard as *const LoopGuard as *mut c_void);
@@ -437,9 +493,23 @@ impl SttEngine {
         self.read_transcript(state, &guard)
     }
 
-    /// Greedy, one pass, English, no timestamps, no context from earlier turns.
-    fn params<'a>(&self, secs: f32, prompt: &'a str, threads: usize) -> FullParams<'a, 'a> {
-        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    /// One pass (greedy unless told otherwise), English, no timestamps, no context from
+    /// earlier turns.
+    fn params<'a>(
+        &self,
+        secs: f32,
+        prompt: &'a str,
+        threads: usize,
+        search: Search,
+    ) -> FullParams<'a, 'a> {
+        let mut p = FullParams::new(match search {
+            Search::Greedy => SamplingStrategy::Greedy { best_of: 1 },
+            // whisper.cpp does not implement patience; -1 is its "unset".
+            Search::Beam => SamplingStrategy::BeamSearch {
+                beam_size: CAREFUL_BEAM,
+                patience: -1.0,
+            },
+        });
         p.set_n_threads(threads.max(1) as i32);
         p.set_language(Some("en"));
         p.set_translate(false);
@@ -452,7 +522,8 @@ impl SttEngine {
         p.set_print_realtime(false);
         p.set_print_special(false);
         p.set_print_timestamps(false);
-        if (self.cfg.use_prompt || prompt == super::SHORT_PASS_PROMPT) && !prompt.is_empty() {
+        let own_prompt = prompt == super::SHORT_PASS_PROMPT || prompt == super::NUMBER_PASS_PROMPT;
+        if (self.cfg.use_prompt || own_prompt) && !prompt.is_empty() {
             p.set_initial_prompt(prompt);
         }
         if let AudioCtx::Fit { min, margin } = self.cfg.audio_ctx {
@@ -715,6 +786,36 @@ unsafe extern "C" fn constrain(
 fn text_ids(tokens: &[WhisperTokenData], eot: WhisperTokenId) -> Vec<WhisperTokenId> {
     tokens.iter().map(|t| t.id).filter(|&id| id < eot).collect()
 }
+
+/// How a free decode picks its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// The likeliest token at each step: one decoder, the cheapest.
+    Greedy,
+    /// [`CAREFUL_BEAM`] candidate texts kept at each step, the likeliest whole one taken.
+    Beam,
+}
+
+impl Search {
+    fn of(mode: SttMode) -> Search {
+        match mode {
+            SttMode::Careful => Search::Beam,
+            _ => Search::Greedy,
+        }
+    }
+}
+
+/// Paths a [`SttMode::Careful`] beam search keeps: whisper.cpp's and OpenAI's default. The
+/// probe behind the mode used 5; the encoder (most of a short utterance's cost) runs once
+/// whatever the width, the decoder once per path.
+pub const CAREFUL_BEAM: i32 = 5;
+
+/// Threads of a [`SttMode::Careful`] pass, whatever the caller offers: the beam search draws
+/// its candidates from the token probabilities, and ggml's sums come out a hair different on
+/// another thread count, enough to change a draw ("charge" on one thread, "chart" on two).
+/// One fixed count makes a live call and its replay hear a number the same way; one thread
+/// is what a spare decoder state has under load anyway.
+pub const CAREFUL_THREADS: usize = 1;
 
 /// Whisper refuses audio shorter than [`MIN_SAMPLES`]; a short utterance is padded with silence.
 fn at_least_min(samples: &[f32]) -> std::borrow::Cow<'_, [f32]> {

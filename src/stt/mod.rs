@@ -10,6 +10,38 @@ pub mod engine;
 pub const SHORT_PASS_PROMPT: &str = "Agent. Operator. Representative. Human. Person. Someone. \
     Yes. No. Thanks. Bye. Hours. Address. Billing. Order.";
 
+/// The initial prompt of [`SttMode::Numbers`]: a number read out digit by digit, which primes
+/// Whisper to write the digits it hears instead of near-miss words ("free", "for", "3/8").
+pub const NUMBER_PASS_PROMPT: &str =
+    "My account number is 4 4 7 1 9. The order number is 5 1 8 2 6 0.";
+/// The numbers in [`NUMBER_PASS_PROMPT`]: a second hearing that has one the first did not was
+/// copying the prompt, not hearing the caller.
+pub const NUMBER_PASS_PROMPT_DIGITS: [&str; 2] = ["44719", "518260"];
+
+/// How a turn with a number in it is heard a second time before it is taken (`[stt]
+/// number_pass`), see `Engine::number_pass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberPass {
+    /// Not at all: the first transcript stands.
+    Off,
+    /// Greedily with [`NUMBER_PASS_PROMPT`] ([`SttMode::Numbers`]).
+    #[default]
+    Prompted,
+    /// By beam search ([`SttMode::Careful`]).
+    Careful,
+}
+
+impl NumberPass {
+    pub fn mode(self) -> Option<SttMode> {
+        match self {
+            NumberPass::Off => None,
+            NumberPass::Prompted => Some(SttMode::Numbers),
+            NumberPass::Careful => Some(SttMode::Careful),
+        }
+    }
+}
+
 /// How Whisper may decode an utterance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SttMode {
@@ -21,6 +53,23 @@ pub enum SttMode {
     EscapeWord,
     /// Only a digit string ("4 4 7 1 9", "four four seven"), scored the same way.
     Digits,
+    /// Whatever the model hears, found by a beam search ([`engine::CAREFUL_BEAM`] paths kept)
+    /// instead of one greedy path: tiny.en's first guess for a digit read out ("free", "for",
+    /// "3/8") is often a near miss that another path gets right. whisper.cpp draws each
+    /// step's candidates at random from fixed seeds, so a fresh decoder state and a fixed
+    /// thread count ([`engine::CAREFUL_THREADS`]) make it repeatable. Costs more decoder work.
+    Careful,
+    /// Whatever the model hears, greedily, with [`NUMBER_PASS_PROMPT`] as the initial prompt
+    /// (whatever the caller's prompt and `[stt] use_prompt` say).
+    Numbers,
+}
+
+impl SttMode {
+    /// A pass that refines a transcript the call already has: the call does without it, so
+    /// the server runs it only on a spare decoder state and calls it off for a waiting caller.
+    pub fn is_refinement(self) -> bool {
+        matches!(self, SttMode::Careful | SttMode::Numbers)
+    }
 }
 
 /// A finished transcription of one utterance.
