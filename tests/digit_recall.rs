@@ -14,9 +14,10 @@ use warmline::replay::digit_recall::{self, DigitRecall};
 /// regression fails; raise it as recall improves.
 const CARD_FLOOR: f64 = 0.36;
 /// Numbers exactly right when each clip is heard as one turn by the number pass: the
-/// recognition and parsing share, without the endpointer's cuts. Measured 30/72 (0.417); the
-/// plain pass 21/72.
-const ONE_TURN_FLOOR: f64 = 0.37;
+/// recognition and parsing share, without the endpointer's cuts. Measured 34/72 (0.472) with
+/// "double" and "triple" in the pass's prompt, 30/72 with plain digits only; the plain pass
+/// 21/72.
+const ONE_TURN_FLOOR: f64 = 0.44;
 /// The fast run-on pattern is one turn even today. Measured 11/24 on the card.
 const FAST_CARD_FLOOR: f64 = 0.375;
 
