@@ -951,6 +951,14 @@ mod tests {
     }
 
     #[test]
+    fn the_number_pass_prompt_reads_as_its_two_numbers() {
+        // The call engine refuses a second hearing that copies these (see after_number_pass).
+        let f = extract(crate::stt::NUMBER_PASS_PROMPT);
+        assert_eq!(f.account_number.as_deref(), Some("44719"));
+        assert_eq!(f.order_number.as_deref(), Some("51880666"));
+    }
+
+    #[test]
     fn a_letter_o_inside_a_numeral_is_a_zero() {
         assert_eq!(
             extract("The order number is 1429O.")

@@ -23,7 +23,7 @@ use crate::audio::frontend::{Frontend, FrontendConfig, FrontendEvent, Utterance}
 use crate::dialplan::Dialplan;
 use crate::handoff::{self, ContextCard, Handoff, Priority, SentimentSummary, SummaryInput};
 use crate::prompts::{Prompt, PromptLibrary};
-use crate::stt::{NUMBER_PASS_PROMPT_DIGITS, NumberPass, SHORT_PASS_PROMPT, SttMode};
+use crate::stt::{NUMBER_PASS_PROMPT, NumberPass, SHORT_PASS_PROMPT, SttMode};
 
 /// Everything calls on one line share: dialplan, prompts, and what is derived from them once.
 #[derive(Debug)]
@@ -783,7 +783,7 @@ impl Engine {
                         break;
                     };
                     let Some(result) = self.number_pass(id, result, out) else {
-                        // Heard again carefully; the turn waits for that.
+                        // A number heard again; the turn waits for that.
                         break;
                     };
                     result
@@ -965,10 +965,10 @@ impl Engine {
         let Ok(t) = &result else {
             return Some(result);
         };
-        let text = clean_transcript(&t.text);
         let Some(mode) = self.book.number_pass.mode() else {
             return Some(result);
         };
+        let text = clean_transcript(&t.text);
         if !gives_a_number(&text) || agent_request::detect(&text).count > 0 {
             return Some(result);
         }
@@ -987,10 +987,11 @@ impl Engine {
         None
     }
 
-    /// The careful transcript, unless it says less of the number than the first one did: a
-    /// held utterance's careful pass can stop at the long pause as the first pass did, and a
-    /// first transcript joined with its continuation then has digits the careful one lacks.
-    /// A failed or empty careful pass costs the caller nothing: the first transcript stands.
+    /// The number pass's transcript, unless it says less of the number than the first one
+    /// did (a held utterance's second hearing can stop at the long pause as the first pass
+    /// did, and a first transcript joined with its continuation then has digits it lacks),
+    /// loops, or copies the prompt's own numbers. A failed, shed or empty number pass costs
+    /// the caller nothing: the first transcript stands.
     fn after_number_pass(
         &mut self,
         first: Transcript,
@@ -1016,10 +1017,13 @@ impl Engine {
         let digits = numbers::spoken_digits(&text);
         let first_digits = numbers::spoken_digits(&clean_transcript(&first.text));
         // Primed with a number, Whisper can write the primer's instead of an unclear one.
-        let echoes_prompt = mode == SttMode::Numbers
-            && NUMBER_PASS_PROMPT_DIGITS
+        let echoes_prompt = mode == SttMode::Numbers && {
+            let primer = numbers::extract(NUMBER_PASS_PROMPT);
+            [primer.account_number, primer.order_number]
                 .iter()
-                .any(|d| digits.contains(d) && !first_digits.contains(d));
+                .flatten()
+                .any(|d| digits.contains(d.as_str()) && !first_digits.contains(d.as_str()))
+        };
         let take = !text.is_empty()
             && !looping(&text)
             && digits.len() >= first_digits.len()
@@ -1910,7 +1914,7 @@ fn clean_transcript(text: &str) -> String {
 /// Whether a transcript shows the caller giving a number: a digit written as one ("447",
 /// "3/8", "12.99"), two digit words ("four four seven"; one alone is too often just "one"),
 /// or "number" followed by more than "is" (tiny.en's "account number is free for…", where
-/// every digit was heard as a word). Over-asking costs a careful pass; under-asking a
+/// every digit was heard as a word). Over-asking costs a number pass; under-asking a
 /// number that reaches the card wrong.
 fn gives_a_number(text: &str) -> bool {
     let words = crate::analysis::text::words(text);

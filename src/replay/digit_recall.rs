@@ -174,15 +174,15 @@ pub fn run_clip(
             (t, t0.elapsed().as_millis() as u64)
         };
         let (greedy, greedy_ms) = pass(SttMode::Free);
-        let (careful, second_ms) = pass(book.number_pass.mode().unwrap_or(SttMode::Free));
-        Ok((greedy?, greedy_ms, careful?, second_ms))
+        let (second, second_ms) = pass(book.number_pass.mode().unwrap_or(SttMode::Free));
+        Ok((greedy?, greedy_ms, second?, second_ms))
     });
     match whole {
-        Ok((greedy, greedy_ms, careful, second_ms)) => {
+        Ok((greedy, greedy_ms, second, second_ms)) => {
             result.greedy_number = clip.field.of(&numbers::extract(&greedy.text));
             result.greedy_heard = greedy.text;
-            result.whole_number = clip.field.of(&numbers::extract(&careful.text));
-            result.whole_heard = careful.text;
+            result.whole_number = clip.field.of(&numbers::extract(&second.text));
+            result.whole_heard = second.text;
             (result.greedy_ms, result.second_ms) = (greedy_ms, second_ms);
             // Measurement, not the call: kept out of the call's own speech-to-text count.
         }

@@ -279,17 +279,23 @@ impl SttEngine {
         initial_prompt: &str,
         opts: RunOpts<'_>,
     ) -> Result<SttOutput, SttError> {
-        self.transcribe_free(samples, initial_prompt, Search::Greedy, opts)
+        self.transcribe_free(samples, initial_prompt, SttMode::Free, opts)
     }
 
-    /// A free decode (no grammar), greedy or by beam search.
+    /// A free decode (no grammar) in a mode without one: greedy, greedy with the number
+    /// pass's own prompt in place of `initial_prompt`, or by beam search.
     fn transcribe_free(
         &self,
         samples: &[f32],
         initial_prompt: &str,
-        search: Search,
+        mode: SttMode,
         opts: RunOpts<'_>,
     ) -> Result<SttOutput, SttError> {
+        let initial_prompt = match mode {
+            SttMode::Numbers => super::NUMBER_PASS_PROMPT,
+            _ => initial_prompt,
+        };
+        let search = Search::of(mode);
         let started = Instant::now();
         let mut state = self.checkout()?;
         let mut opts = opts;
@@ -333,11 +339,7 @@ impl SttEngine {
         opts: RunOpts<'_>,
     ) -> Result<SttOutput, SttError> {
         let Some(grammar) = Grammar::for_mode(mode) else {
-            let prompt = match mode {
-                SttMode::Numbers => super::NUMBER_PASS_PROMPT,
-                _ => initial_prompt,
-            };
-            return self.transcribe_free(samples, prompt, Search::of(mode), opts);
+            return self.transcribe_free(samples, initial_prompt, mode, opts);
         };
         let started = Instant::now();
         let mut state = self.checkout()?;
@@ -365,7 +367,7 @@ impl SttEngine {
                 threads: self.cfg.threads,
                 cancel: None,
             };
-            let out = self.transcribe_free(samples, initial_prompt, Search::of(mode), opts)?;
+            let out = self.transcribe_free(samples, initial_prompt, mode, opts)?;
             return Ok((out.transcript, None));
         };
         let mut state = self.checkout()?;

@@ -16,9 +16,6 @@ pub const SHORT_PASS_PROMPT: &str = "Agent. Operator. Representative. Human. Per
 /// out 34/72 exact with this prompt, 30/72 with plain digits only, 21/72 without a prompt.
 pub const NUMBER_PASS_PROMPT: &str =
     "My account number is 4 4 7 1 9. The order number is 5 1 double 8 0 triple 6.";
-/// The numbers in [`NUMBER_PASS_PROMPT`]: a second hearing that has one the first did not was
-/// copying the prompt, not hearing the caller.
-pub const NUMBER_PASS_PROMPT_DIGITS: [&str; 2] = ["44719", "51880666"];
 
 /// How a turn with a number in it is heard a second time before it is taken (`[stt]
 /// number_pass`), see `Engine::number_pass`.
