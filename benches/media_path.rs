@@ -82,7 +82,8 @@ fn check_allocations(stream: &[[u8; FRAME_SAMPLES_8K]]) {
             Some(
                 FrontendEvent::SpeechStart { .. }
                 | FrontendEvent::Pause(_)
-                | FrontendEvent::QuickPause(_),
+                | FrontendEvent::QuickPause(_)
+                | FrontendEvent::Resumed,
             ) => event_allocs += allocs,
             None => {
                 quiet_frames += 1;

@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod http;
 pub mod loadtest;
 pub mod metrics;
+pub mod procstat;
 pub mod prompts;
 pub mod recording;
 pub mod replay;

@@ -22,6 +22,11 @@ const FAILED_OPEN_LABEL: &str = "stream_ended_to_human";
 
 /// Seconds; spans a fast escalation (STT of a short utterance) to an overloaded pool.
 pub const LATENCY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0];
+/// Seconds, finer where a caller's decision should land: 0.35 is the target for a request
+/// for a person one call at a time, 1.5 the ceiling's limit under load.
+pub const DECISION_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 1.0, 1.25, 1.5, 2.5, 5.0, 10.0,
+];
 /// Seconds; waiting for a free Whisper state should be near zero until the pool saturates.
 pub const QUEUE_WAIT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -212,7 +217,7 @@ impl Metrics {
             decision_latency: Histogram::new(
                 "decision_latency_seconds",
                 "End of caller speech to transfer request sent.",
-                LATENCY_BUCKETS,
+                DECISION_BUCKETS,
             ),
             stt: Histogram::new(
                 "stt_seconds",

@@ -322,6 +322,8 @@ impl Call {
                     self.decisions.push((self.step, decision, detail));
                 }
                 Action::Record(Record::Line(_)) => {}
+                // Every transcription here is answered as it is asked: none is left to stop.
+                Action::CancelTranscription { .. } => {}
             }
         }
     }

@@ -29,10 +29,6 @@ const TRAILING_MS: u64 = 200;
 /// breath between two syllables, and half of [`TRAILING_MS`], so a lone "Agent." can be put
 /// through before the ordinary pause transcript would even start.
 const QUICK_TRAILING_MS: u64 = 100;
-/// Only utterances this short get a quick look: a request for a person said on its own is
-/// one to five words, and a short utterance is transcribed in ~0.1 s, so the look costs the
-/// line little and never delays a long turn.
-const QUICK_MAX_SPEECH_MS: u64 = 2_000;
 
 /// Longest silence left inside a held utterance (see [`Frontend::shorten_inner_silences`]).
 const MAX_INNER_SILENCE_MS: u64 = 300;
@@ -60,13 +56,15 @@ pub struct FrontendConfig {
     /// Report each pause in speech as a [`FrontendEvent::Pause`] as soon as its utterance's
     /// audio is complete, so transcription can start before the endpoint is sure.
     pub early_transcripts: bool,
-    /// With `early_transcripts`, also report a short utterance's first 100 ms of silence as a
+    /// With `early_transcripts`, also report an utterance's first 100 ms of silence as a
     /// [`FrontendEvent::QuickPause`], so an unambiguous request for a person is acted on
-    /// sooner. Off by default: on the 14 escape calls it made the server's decision latency
-    /// worse (mean 0.77 s against 0.53 s, 2 vCPU Xeon family 6 model 207, one call at a time),
-    /// because looks taken at the first pause of a longer utterance ("Hello, …") kept running
-    /// after the caller went on and slowed the transcription that mattered.
+    /// sooner, and a caller who goes on speaking as [`FrontendEvent::Resumed`], so a look
+    /// that has become moot is called off instead of slowing the transcription that matters.
     pub quick_transcripts: bool,
+    /// Only utterances with at most this much speech get a quick look. A request for a person
+    /// is one word to one sentence ("Hello there. I would like to speak to an agent, please."
+    /// is 3.5 s); longer turns are stories, which go by the endpoint anyway.
+    pub quick_max_speech_ms: u64,
 }
 
 impl Default for FrontendConfig {
@@ -80,7 +78,8 @@ impl Default for FrontendConfig {
             max_utterance_ms: ep.max_utterance_ms,
             pre_roll_ms: 200,
             early_transcripts: true,
-            quick_transcripts: false,
+            quick_transcripts: true,
+            quick_max_speech_ms: 5_000,
         }
     }
 }
@@ -114,6 +113,10 @@ pub enum FrontendEvent {
     /// than the [`Utterance`] the endpoint would cut, so its transcript only ever decides an
     /// unmistakable turn; anything else waits for the [`FrontendEvent::Pause`].
     QuickPause(Utterance),
+    /// The caller spoke again (for long enough not to be a click) after a
+    /// [`FrontendEvent::QuickPause`] of the same utterance: the look is of speech they have
+    /// gone on from.
+    Resumed,
 }
 
 /// One stretch of caller speech, ready for transcription.
@@ -170,6 +173,9 @@ pub struct Frontend {
     /// Events produced by a `push_ulaw` call that completed more than one frame.
     pending: VecDeque<FrontendEvent>,
     pitch_scratch: Vec<f32>,
+    /// The last voiced frame of the utterance as it stood at its latest quick look, until the
+    /// caller resumes or the utterance ends.
+    looked_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -222,6 +228,7 @@ impl Frontend {
             carry_len: 0,
             pending: VecDeque::with_capacity(4),
             pitch_scratch: Vec::with_capacity(ring_frames),
+            looked_at: None,
         })
     }
 
@@ -410,6 +417,7 @@ impl Frontend {
         let Some(event) = event else {
             return self.pause(frame);
         };
+        self.looked_at = None;
         match event {
             EndpointEvent::SpeechStart { start_frame } => {
                 tracing::trace!(at_ms = start_frame * FRAME_MS, "speech start");
@@ -428,6 +436,10 @@ impl Frontend {
             return None;
         }
         let end = self.endpointer.ongoing(frame)?;
+        if self.looked_at.is_some_and(|at| end.last_voiced_frame > at) {
+            self.looked_at = None;
+            return Some(FrontendEvent::Resumed);
+        }
         if frame == end.last_voiced_frame + frames(TRAILING_MS) + 1 {
             // Only a real end moves the boundary the next utterance's pre-roll must respect.
             let (utterance, _) = self.copy_out(end, TRAILING_MS);
@@ -436,9 +448,10 @@ impl Frontend {
         let speech_ms = (end.last_voiced_frame + 1 - end.start_frame) * FRAME_MS;
         if self.cfg.quick_transcripts
             && !end.held
-            && speech_ms <= QUICK_MAX_SPEECH_MS
+            && speech_ms <= self.cfg.quick_max_speech_ms
             && frame == end.last_voiced_frame + frames(QUICK_TRAILING_MS) + 1
         {
+            self.looked_at = Some(end.last_voiced_frame);
             let (utterance, _) = self.copy_out(end, QUICK_TRAILING_MS);
             return Some(FrontendEvent::QuickPause(utterance));
         }
@@ -448,6 +461,7 @@ impl Frontend {
     /// Ends an utterance: copies it out and keeps the next one's pre-roll from reaching back
     /// over its audio.
     fn cut(&mut self, end: SpeechEnd) -> Utterance {
+        self.looked_at = None;
         let (utterance, to) = self.copy_out(end, TRAILING_MS);
         self.emitted_until = to;
         tracing::debug!(
@@ -802,9 +816,44 @@ mod tests {
         assert_eq!(q[0].samples.len() + short, p[0].samples.len());
         assert_eq!(q[0].samples[..], p[0].samples[..q[0].samples.len()]);
 
-        // Off (the default): none.
-        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        // Off: none.
+        let off = FrontendConfig {
+            quick_transcripts: false,
+            ..FrontendConfig::default()
+        };
+        let mut fe = Frontend::new(off).unwrap();
         assert!(quick_pauses(&run(&mut fe, &stream)).is_empty());
+    }
+
+    #[test]
+    fn a_caller_who_goes_on_after_a_quick_look_is_reported_resumed_once() {
+        // 160 ms of silence: past the quick look's 100 ms, short of the pause's 200 ms.
+        let mut stream = silence(50);
+        stream.extend(vowel(140.0, 40, 0.5, 0));
+        stream.extend(silence(8));
+        stream.extend(vowel(120.0, 40, 0.5, 0));
+        stream.extend(silence(60));
+        let mut fe = Frontend::new(FrontendConfig::default()).unwrap();
+        let events = run(&mut fe, &stream);
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                FrontendEvent::SpeechStart { .. } => "start",
+                FrontendEvent::QuickPause(_) => "quick",
+                FrontendEvent::Resumed => "resumed",
+                FrontendEvent::Pause(_) => "pause",
+                FrontendEvent::Utterance(_) => "utterance",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["start", "quick", "resumed", "quick", "pause", "utterance"]
+        );
+        // The second look is of the whole utterance, not of the first half again.
+        let q = quick_pauses(&events);
+        let u = utterances(&events)[0];
+        assert!(q[0].end_ms < q[1].end_ms);
+        assert_eq!((q[1].start_ms, q[1].end_ms), (u.start_ms, u.end_ms));
     }
 
     #[test]
@@ -814,6 +863,7 @@ mod tests {
         stream.extend(silence(80));
         let on = FrontendConfig {
             quick_transcripts: true,
+            quick_max_speech_ms: 2_000,
             ..FrontendConfig::default()
         };
         let mut fe = Frontend::new(on).unwrap();

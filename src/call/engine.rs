@@ -488,6 +488,7 @@ impl Engine {
                         out.push(action);
                     }
                 }
+                FrontendEvent::Resumed => self.call_off_look(out),
                 FrontendEvent::Pause(u) => {
                     self.forget_stale_look(u.end_ms);
                     let looking = self.quick.as_ref().is_some_and(|q| q.result.is_none());
@@ -1286,6 +1287,18 @@ impl Engine {
             if self.deferred_pause.take().is_some() {
                 self.early = None;
             }
+        }
+    }
+
+    /// The caller went on after a quick look: it is of speech they have gone on from, so
+    /// it stops taking a decoder state from the transcription that will matter.
+    fn call_off_look(&mut self, out: &mut Vec<Action>) {
+        let Some(q) = self.quick.take() else { return };
+        if q.result.is_none() {
+            out.push(Action::CancelTranscription { utterance: q.id });
+        }
+        if self.deferred_pause.take().is_some() {
+            self.early = None;
         }
     }
 

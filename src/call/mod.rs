@@ -87,6 +87,10 @@ pub enum Action {
         /// [`SttFailure::Overloaded`]); the engine then asks again at the endpoint.
         early: bool,
     },
+    /// The early transcription with this id is moot (the caller went on speaking): stop it if
+    /// it is still running, and answer it with [`SttFailure::Overloaded`] or not at all. A
+    /// driver that cannot stop one may ignore this; the engine ignores its answer.
+    CancelTranscription { utterance: u64 },
     /// Hand the caller to a human.
     Transfer(Box<Handoff>),
     /// End the call (after a goodbye has played).

@@ -88,6 +88,8 @@ struct Call {
     transfers: Vec<(Millis, Box<crate::handoff::Handoff>)>,
     prompts: Vec<(Millis, String)>,
     decisions: Vec<(Millis, DecisionKind)>,
+    /// Transcriptions the engine called off, with when.
+    cancelled: Vec<(Millis, u64)>,
 }
 
 impl Call {
@@ -114,6 +116,7 @@ impl Call {
             transfers: Vec::new(),
             prompts: Vec::new(),
             decisions: Vec::new(),
+            cancelled: Vec::new(),
         }
     }
 
@@ -226,6 +229,10 @@ impl Call {
             }
             Action::Play { prompt, .. } => {
                 self.prompts.push((self.now, prompt));
+                None
+            }
+            Action::CancelTranscription { utterance } => {
+                self.cancelled.push((self.now, utterance));
                 None
             }
             _ => None,
@@ -653,6 +660,53 @@ fn a_caller_who_goes_on_after_a_request_within_a_breath_is_not_cut_off() {
         call.asked
     );
     heard_whole(&call, resumed_at);
+}
+
+#[test]
+fn a_look_the_caller_talks_past_is_called_off() {
+    // As above, but Whisper is slow (a loaded line): the look is still running when the
+    // caller goes on, so it is called off instead of holding a decoder state for nothing.
+    let (first, end) = trimmed_short_turn();
+    let mut audio = first;
+    audio.extend(silence(100));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(1500));
+    let resumed_at = end + 100;
+    let mut call = Call::with(engine_tuned(|f| f.quick_transcripts = true));
+    call.play_slow(&audio, 400, |a| {
+        Some(if a.at < resumed_at {
+            said("Agent.")
+        } else {
+            said("Agent. I was charged twice for my internet.")
+        })
+    });
+    let look = call.early()[0].clone();
+    assert!(look.at < resumed_at, "{:?}", call.asked);
+    // (Later looks inside the long sentence that follows may be called off too.)
+    let (at, id) = call.cancelled[0];
+    assert_eq!(id, look.id);
+    // Called off once the resumption lasts long enough not to be a click, well before the
+    // look would have come back.
+    assert!(at > resumed_at && at < look.at + 400, "called off at {at}");
+    // The pause transcript it held back was of the same stale audio: never sent.
+    let before: Vec<u64> = call
+        .asked
+        .iter()
+        .filter(|a| a.at <= at)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(before, [look.id], "{:?}", call.asked);
+    heard_whole(&call, resumed_at);
+}
+
+#[test]
+fn a_look_that_is_back_before_the_caller_goes_on_is_not_called_off() {
+    let (mut audio, _) = trimmed_short_turn();
+    audio.extend(silence(1500));
+    let mut call = Call::with(engine_tuned(|f| f.quick_transcripts = true));
+    call.play_slow(&audio, 150, |_| Some(said("I need a refund")));
+    assert!(call.cancelled.is_empty(), "{:?}", call.cancelled);
+    assert_eq!(call.early().len(), 2, "{:?}", call.asked);
 }
 
 /// "Agent." and the sentence after it made one turn, decided by the endpoint after the caller

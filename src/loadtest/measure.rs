@@ -12,9 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::report::HistSummary;
 use super::server::{SERVER_THREAD_PREFIX, Server};
-
-/// /proc reports CPU time in USER_HZ ticks, fixed at 100 by the Linux ABI.
-const TICKS_PER_SECOND: f64 = 100.0;
+use crate::procstat::{machine_busy_seconds, process_cpu};
 
 /// What the server looked like at one moment.
 pub(super) struct Snapshot {
@@ -57,37 +55,6 @@ impl Snapshot {
             hwm_reset,
         })
     }
-}
-
-/// user + system CPU seconds from a `/proc/.../stat` line.
-fn stat_cpu_seconds(stat: &str) -> Option<f64> {
-    // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_SECOND)
-}
-
-/// Busy (not idle, not iowait) CPU seconds of all cores since boot, from `/proc/stat`.
-fn machine_busy_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat
-        .lines()
-        .next()?
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // user nice system idle iowait irq softirq steal: guest time is already in user.
-    let busy: f64 = [0, 1, 2, 5, 6, 7]
-        .iter()
-        .filter_map(|&i| fields.get(i))
-        .sum();
-    Some(busy / TICKS_PER_SECOND)
-}
-
-fn process_cpu(dir: &Path) -> Option<f64> {
-    stat_cpu_seconds(&std::fs::read_to_string(dir.join("stat")).ok()?)
 }
 
 /// CPU of this process's live threads that are not the in-process server's. Threads that
@@ -217,9 +184,11 @@ impl Histogram {
 
     pub(super) fn summary(&self) -> Option<HistSummary> {
         let (p95, beyond) = self.quantile(0.95)?;
+        let (p50, _) = self.quantile(0.5)?;
         Some(HistSummary {
             n: self.count as u64,
             mean_ms: self.sum / self.count * 1000.0,
+            p50_ms: p50 * 1000.0,
             p95_ms: p95 * 1000.0,
             p95_beyond_buckets: beyond,
         })
@@ -246,6 +215,7 @@ mod tests {
         assert!((s.mean_ms - 500.0).abs() < 1e-6);
         // All ten fell in (0.1, 1]: p95 interpolates to 0.1 + 0.9 * 0.95.
         assert!((s.p95_ms - 955.0).abs() < 1e-6, "{}", s.p95_ms);
+        assert!((s.p50_ms - 550.0).abs() < 1e-6, "{}", s.p50_ms);
         let overflow = "warmline_y_bucket{le=\"1\"} 0\nwarmline_y_bucket{le=\"+Inf\"} 2\nwarmline_y_sum 9\nwarmline_y_count 2\n";
         let o = Histogram::scrape(overflow, "warmline_y").summary().unwrap();
         assert!(o.p95_beyond_buckets && o.p95_ms == 1000.0);

@@ -18,6 +18,7 @@ pub struct HistSummary {
     pub n: u64,
     pub mean_ms: f64,
     /// Interpolated within Prometheus buckets: approximate.
+    pub p50_ms: f64,
     pub p95_ms: f64,
     /// The p95 lies above the last finite bucket bound (`p95_ms` is that bound).
     pub p95_beyond_buckets: bool,
@@ -291,9 +292,10 @@ fn hist_line(h: &Option<HistSummary>) -> String {
     match h {
         None => "no observations".into(),
         Some(h) => format!(
-            "n={:<4} mean {}   p95 {}{}",
+            "n={:<4} mean {}   p50 ≈ {}   p95 {}{}",
             h.n,
             secs(h.mean_ms),
+            secs(h.p50_ms),
             if h.p95_beyond_buckets { "> " } else { "≈ " },
             secs(h.p95_ms)
         ),

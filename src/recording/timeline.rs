@@ -105,7 +105,7 @@ pub fn from_action(a: &Action) -> Option<What> {
             card: serde_json::to_value(card).unwrap_or_default(),
         },
         Action::Hangup => What::Hangup,
-        Action::Transfer(_) => return None,
+        Action::Transfer(_) | Action::CancelTranscription { .. } => return None,
     })
 }
 

@@ -181,6 +181,8 @@ pub fn run(
                 }
                 Action::Transfer(h) => out.ending = Ending::Transferred(h),
                 Action::Hangup => out.ending = Ending::HungUp,
+                // Replay transcribes each request as it is made, so none is ever still running.
+                Action::CancelTranscription { .. } => {}
                 Action::Record(Record::Decision { t_ms, decision, .. }) => {
                     out.decisions.push((t_ms, decision));
                 }

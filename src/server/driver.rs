@@ -6,8 +6,9 @@
 //! transcription jobs, transfers through the provider's [`Control`], and call records.
 //! Nothing here names a provider.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -273,6 +274,9 @@ struct Driver {
     out: Outbound,
     /// Marks the provider cannot echo, due when the audio before them has played.
     emulated_marks: VecDeque<(Millis, String)>,
+    /// Early transcriptions still running, each with the flag that calls it off: the engine
+    /// says when a caller went on speaking and made one moot.
+    early_runs: HashMap<u64, Arc<AtomicBool>>,
     stt_tx: mpsc::UnboundedSender<(u64, Result<Transcript, SttFailure>)>,
     rest_tx: mpsc::UnboundedSender<Result<u32, String>>,
     phase: Phase,
@@ -341,6 +345,7 @@ async fn drive(
         started: Instant::now(),
         out: Outbound::default(),
         emulated_marks: VecDeque::new(),
+        early_runs: HashMap::new(),
         stt_tx,
         rest_tx,
         phase: Phase::Live,
@@ -392,6 +397,7 @@ async fn drive(
                 }
             },
             Some((utterance, result)) = stt_rx.recv() => {
+                d.early_runs.remove(&utterance);
                 let now = d.now();
                 d.tap(|r| r.transcribed(utterance, &result, now));
                 let actions = d.engine.feed(Event::Transcribed { utterance, result }, now);
@@ -509,6 +515,9 @@ impl Driver {
                     return self.wire_error("media_too_fast", "audio ahead of real time dropped");
                 }
                 self.tap(|r| r.audio(&ulaw, now));
+                // Keeps the reading of other processes' load fresh for when this caller's
+                // transcription asks whether it may run on every core (at most 4 reads a second).
+                crate::procstat::OTHERS.sample();
                 self.engine.feed(Event::Audio(&ulaw), now)
             }
             MediaEvent::Dtmf(digit) => {
@@ -612,6 +621,11 @@ impl Driver {
                     self.last_trigger = Some(speech_ended);
                     self.transcribe(utterance, samples, initial_prompt, mode, early);
                 }
+                Action::CancelTranscription { utterance } => {
+                    if let Some(flag) = self.early_runs.remove(&utterance) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
                 Action::Transfer(h) => self.transfer(*h),
                 Action::Hangup => {
                     self.phase = Phase::SelfServed;
@@ -690,7 +704,7 @@ impl Driver {
     /// is called off as soon as a caller who has finished waits for a state, so it never holds
     /// one up for long; if refused or called off, the engine asks again at the endpoint.
     fn transcribe(
-        &self,
+        &mut self,
         utterance: u64,
         samples: Vec<f32>,
         prompt: Arc<str>,
@@ -702,6 +716,11 @@ impl Driver {
             let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
             return;
         };
+        let samples_ms = samples.len() / 16;
+        let called_off = Arc::new(AtomicBool::new(false));
+        if early {
+            self.early_runs.insert(utterance, called_off.clone());
+        }
         let state = self.state.clone();
         tokio::spawn(
             async move {
@@ -721,18 +740,21 @@ impl Driver {
                     }
                     permit
                 };
-                let Some(permit) = permit else {
+                let Some(permit) = permit.filter(|_| !called_off.load(Ordering::Relaxed)) else {
                     let _ = tx.send((utterance, Err(SttFailure::Overloaded)));
                     return;
                 };
                 let shared = state.clone();
+                let threads = permit.threads;
                 let result = tokio::task::spawn_blocking(move || {
                     // A transcript at a pause gives way to a caller who has finished speaking,
                     // while it is young (see SPECULATIVE_YIELD).
                     let load = &shared.stt_load;
                     let started = Instant::now();
                     let yield_to_waiting = || {
-                        load.waiting() > 0 && (refinement || started.elapsed() < SPECULATIVE_YIELD)
+                        called_off.load(Ordering::Relaxed)
+                            || load.waiting() > 0
+                                && (refinement || started.elapsed() < SPECULATIVE_YIELD)
                     };
                     let opts = crate::stt::engine::RunOpts {
                         threads: permit.threads,
@@ -748,6 +770,15 @@ impl Driver {
                 let result = match result {
                     Ok(Ok(out)) => {
                         let took = Duration::from_millis(out.elapsed_ms);
+                        tracing::debug!(
+                            utterance,
+                            early,
+                            ?mode,
+                            audio_ms = samples_ms,
+                            threads,
+                            took_ms = out.elapsed_ms,
+                            "transcribed"
+                        );
                         state.stt_load.finished(took);
                         metrics.observe_stt(took);
                         Ok(out.transcript)
@@ -755,10 +786,12 @@ impl Driver {
                     Ok(Err(crate::stt::engine::SttError::Busy)) => Err(SttFailure::Overloaded),
                     Ok(Err(crate::stt::engine::SttError::Cancelled)) => {
                         // The engine transcribes the utterance again at its endpoint, or
-                        // keeps the first hearing of a number.
+                        // keeps the first hearing of a number, or no longer wants it.
                         tracing::debug!(
+                            utterance,
                             ?mode,
-                            "an optional transcription gave way to a waiting caller"
+                            "an optional transcription was called off (a caller waiting, or \
+                             this caller went on speaking)"
                         );
                         Err(SttFailure::Overloaded)
                     }
@@ -776,10 +809,10 @@ impl Driver {
     fn transfer(&mut self, h: Handoff) {
         self.phase = Phase::Transferring;
         let card = &h.card;
-        tracing::info!(queue = %card.queue, reason = %card.reason, priority = card.priority.as_str(), "transfer");
+        let latency_ms = self.last_trigger.map(|t| self.now().saturating_sub(t));
+        tracing::info!(queue = %card.queue, reason = %card.reason, priority = card.priority.as_str(), ?latency_ms, "transfer");
         self.state.metrics.inc_escalations(&card.reason);
-        if let Some(t) = self.last_trigger {
-            let ms = self.now().saturating_sub(t);
+        if let Some(ms) = latency_ms {
             self.state
                 .metrics
                 .observe_decision_latency(Duration::from_millis(ms));

@@ -26,8 +26,8 @@ pub struct SttLoad {
     states: usize,
     /// Threads for a transcription that has the machine to itself (see [`share`]).
     solo_threads: usize,
-    /// The machine's 1-minute load average (see [`machine_idle`]).
-    loadavg: fn() -> Option<f64>,
+    /// Cores other processes are using (see [`machine_idle`]).
+    others_cores: fn() -> Option<f64>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Running mean transcription time, µs (0 = none seen yet).
@@ -40,7 +40,7 @@ impl SttLoad {
         SttLoad {
             states,
             solo_threads: 1,
-            loadavg: read_loadavg,
+            others_cores: || crate::procstat::OTHERS.cores(),
             permits: Arc::new(Semaphore::new(states)),
             waiting: AtomicUsize::new(0),
             mean_us: AtomicU64::new(0),
@@ -75,8 +75,7 @@ impl SttLoad {
     fn take(&self, speculative: bool) -> Option<Grant> {
         let free = self.permits.available_permits();
         let solo_threads = if self.solo_threads > 1 && free >= self.states {
-            // Only now is the machine's load worth a look (a read of /proc/loadavg).
-            if machine_idle((self.loadavg)(), self.solo_threads) {
+            if machine_idle((self.others_cores)(), self.solo_threads) {
                 self.solo_threads
             } else {
                 1
@@ -170,22 +169,19 @@ pub fn share(
 }
 
 /// Whether nothing else competes for the cores a solo transcription's threads would spin on:
-/// the 1-minute load average (runnable tasks, including this server's own transcriptions and
-/// anything else on the machine) stays below half a core. On 2 vCPUs shared with two
-/// compilers (load average 6–7), 2-thread transcriptions took 7 s on average instead of
-/// 0.15 s, because a descheduled thread leaves its partner spinning at every ggml barrier.
-/// Unknown load (no /proc) counts as busy.
-pub fn machine_idle(loadavg: Option<f64>, solo_threads: usize) -> bool {
-    solo_threads > 1 && loadavg.is_some_and(|l| l < IDLE_LOADAVG)
+/// other processes have used less than half a core lately ([`crate::procstat::OthersCpu`]).
+/// On 2 vCPUs shared with two compilers, 2-thread transcriptions took 7 s on average instead
+/// of 0.15 s, because a descheduled thread leaves its partner spinning at every ggml barrier.
+/// This server's own work does not count: the 1-minute load average used before rose past
+/// half a core from one caller's transcriptions alone, and a caller alone on the line was
+/// then transcribed on one thread (a 3 s request for a person: 350 ms instead of 210 ms).
+/// Unknown load (no /proc, or no recent reading) counts as busy.
+pub fn machine_idle(others_cores: Option<f64>, solo_threads: usize) -> bool {
+    solo_threads > 1 && others_cores.is_some_and(|c| c < IDLE_OTHERS_CORES)
 }
 
 /// See [`machine_idle`].
-const IDLE_LOADAVG: f64 = 0.5;
-
-fn read_loadavg() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    text.split_whitespace().next()?.parse().ok()
-}
+const IDLE_OTHERS_CORES: f64 = 0.5;
 
 /// Decoder states held for one transcription, and how to run it.
 #[derive(Debug)]
@@ -350,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn on_a_busy_machine_nothing_runs_solo() {
         let load = SttLoad {
-            loadavg: busy,
+            others_cores: busy,
             ..SttLoad::new(2).with_solo_threads(2)
         };
         let g = load.acquire(ms(10)).await.expect("all free");
@@ -362,7 +358,7 @@ mod tests {
     #[tokio::test]
     async fn a_solo_transcription_holds_every_state_until_it_ends() {
         let load = SttLoad {
-            loadavg: idle,
+            others_cores: idle,
             ..SttLoad::new(2).with_solo_threads(2)
         };
         let solo = load.acquire(ms(10)).await.expect("all free");
@@ -383,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn a_finished_caller_waiting_is_what_a_speculative_run_yields_to() {
         let load = Arc::new(SttLoad {
-            loadavg: idle,
+            others_cores: idle,
             ..SttLoad::new(2).with_solo_threads(2)
         });
         let early = load.spare().expect("all free");
