@@ -640,20 +640,9 @@ fn a_caller_who_goes_on_after_a_request_within_a_breath_is_not_cut_off() {
     // "Agent." then, after a 100 ms breath, more words. The VAD hears the word's unvoiced "t"
     // as silence too: ~240 ms of it, long enough for the quick look, too short to act on
     // (the breath in "Agent. Agent! Get me an agent."). One turn.
-    let (first, end) = trimmed_short_turn();
-    let mut audio = first;
-    audio.extend(silence(100));
-    audio.extend(trimmed_turn());
-    audio.extend(silence(1500));
-    let resumed_at = end + 100;
+    let (audio, resumed_at) = agent_then_a_breath_then_more();
     let mut call = Call::with(engine_tuned(|f| f.quick_transcripts = true));
-    call.play(&audio, |a| {
-        Some(if a.at < resumed_at {
-            said("Agent.")
-        } else {
-            said("Agent. I was charged twice for my internet.")
-        })
-    });
+    call.play(&audio, |a| Some(agent_then_more(a, resumed_at)));
     assert!(
         call.asked.iter().any(|a| a.early && a.at < resumed_at),
         "the quick look was taken: {:?}",
@@ -666,20 +655,9 @@ fn a_caller_who_goes_on_after_a_request_within_a_breath_is_not_cut_off() {
 fn a_look_the_caller_talks_past_is_called_off() {
     // As above, but Whisper is slow (a loaded line): the look is still running when the
     // caller goes on, so it is called off instead of holding a decoder state for nothing.
-    let (first, end) = trimmed_short_turn();
-    let mut audio = first;
-    audio.extend(silence(100));
-    audio.extend(trimmed_turn());
-    audio.extend(silence(1500));
-    let resumed_at = end + 100;
+    let (audio, resumed_at) = agent_then_a_breath_then_more();
     let mut call = Call::with(engine_tuned(|f| f.quick_transcripts = true));
-    call.play_slow(&audio, 400, |a| {
-        Some(if a.at < resumed_at {
-            said("Agent.")
-        } else {
-            said("Agent. I was charged twice for my internet.")
-        })
-    });
+    call.play_slow(&audio, 400, |a| Some(agent_then_more(a, resumed_at)));
     let look = call.early()[0].clone();
     assert!(look.at < resumed_at, "{:?}", call.asked);
     // (Later looks inside the long sentence that follows may be called off too.)
@@ -707,6 +685,24 @@ fn a_look_that_is_back_before_the_caller_goes_on_is_not_called_off() {
     call.play_slow(&audio, 150, |_| Some(said("I need a refund")));
     assert!(call.cancelled.is_empty(), "{:?}", call.cancelled);
     assert_eq!(call.early().len(), 2, "{:?}", call.asked);
+}
+
+/// "Agent.", a 100 ms breath, a sentence, then silence; and when the caller resumed.
+fn agent_then_a_breath_then_more() -> (Vec<u8>, Millis) {
+    let (mut audio, end) = trimmed_short_turn();
+    audio.extend(silence(100));
+    audio.extend(trimmed_turn());
+    audio.extend(silence(1500));
+    (audio, end + 100)
+}
+
+/// What Whisper hears of [`agent_then_a_breath_then_more`], asked at `a`.
+fn agent_then_more(a: &Asked, resumed_at: Millis) -> Result<Transcript, SttFailure> {
+    if a.at < resumed_at {
+        said("Agent.")
+    } else {
+        said("Agent. I was charged twice for my internet.")
+    }
 }
 
 /// "Agent." and the sentence after it made one turn, decided by the endpoint after the caller
