@@ -6,13 +6,15 @@ mod common;
 
 use warmline::replay::digit_recall::{self, DigitRecall};
 
-/// Numbers exactly right on the card, over all clips. Measured 28/72 (0.389) with the number
-/// pass (a turn with a number heard again with a digit prompt), a bare number taking the field
-/// the turn before named, and "1429O" read as 14290; 24/72 with the pass off, 22/72 before
-/// these, 16/72 before the digit-loop guard, 11/72 before the parser learnt tiny.en's forms.
-/// The target is 0.95: the gate holds what is reached (two clips of slack) so a
-/// regression fails; raise it as recall improves.
-const CARD_FLOOR: f64 = 0.36;
+/// Numbers exactly right on the card, over all clips. Measured 30/72 (0.417) once a routine
+/// transfer waits up to 15 s for a caller still reading a number (28/72 at 8 s, which cut two
+/// slow ten-digit numbers short); 28/72 with the number pass (a turn with a number heard again
+/// with a digit prompt), a bare number taking the field the turn before named, and "1429O"
+/// read as 14290; 24/72 with the pass off, 22/72 before these, 16/72 before the digit-loop
+/// guard, 11/72 before the parser learnt tiny.en's forms. The target is 0.95: the
+/// gate holds what is reached (two clips of slack) so a regression fails; raise it as recall
+/// improves.
+const CARD_FLOOR: f64 = 0.385;
 /// Numbers exactly right when each clip is heard as one turn by the number pass: the
 /// recognition and parsing share, without the endpointer's cuts. Measured 34/72 (0.472) with
 /// "double" and "triple" in the pass's prompt, 30/72 with plain digits only; the plain pass

@@ -30,9 +30,9 @@ use warmline::stt::SttFailure;
 /// The no-progress budget of the shipped dialplan (turns), and its clock.
 const BUDGET: usize = 2;
 const NO_PROGRESS_MS: Millis = 45_000;
-/// A routine transfer may wait for the caller's next sentence (8 s at most) and a goodbye
+/// A routine transfer may wait while the caller keeps talking (15 s at most) and a goodbye
 /// plays out (a few seconds, plus a lost mark's grace) before the call ends.
-const STALL_SLACK_MS: Millis = 12_000;
+const STALL_SLACK_MS: Millis = 19_000;
 /// After the script, the caller stays silent this long: any call still open is a trap.
 const TAIL_MS: Millis = 120_000;
 

@@ -212,8 +212,11 @@ const ACT_AT_PAUSE_MS: Millis = 300;
 /// ends when the silence reaches this, not when the model is done.
 const QUICK_ACT_MS: Millis = ACT_AT_PAUSE_MS;
 
-/// The longest a routine transfer waits for a caller who keeps adding sentences.
-const MAX_HOLD_MS: Millis = 8_000;
+/// The longest a routine transfer waits for a caller who keeps adding sentences. It only
+/// waits while they talk (one who stops goes through [`CONTINUATION_MS`] later), and a caller
+/// reading a ten-digit account number one digit per breath talks for ~10 s: 8 s cut two of
+/// the 72 numbers of `tests/digit_recall.rs` short mid-number (card 28/72 → 30/72 at 15 s).
+const MAX_HOLD_MS: Millis = 15_000;
 
 /// A turn the caller has not finished ("My account number is 4 4 7…"): what they said so far,
 /// waiting for the rest.

@@ -1280,3 +1280,38 @@ fn a_held_number_is_heard_carefully_whole_and_can_replace_the_join() {
     assert_eq!(careful[0].samples, whole);
     assert_eq!(call.lines.len(), 1, "{:?}", call.lines);
 }
+
+#[test]
+fn a_routine_transfer_waits_for_a_long_number_read_digit_by_digit() {
+    // A billing question, then ten digits one breath apart: ~10 s of talk after the transfer
+    // was decided and held for more. It goes through once the caller stops, with the digits
+    // on the card, not at a fixed limit in the middle of the number (8 s used to cut a slow
+    // ten-digit account number short in `tests/digit_recall.rs`).
+    let mut audio = trimmed_turn();
+    let question_end = trimmed_end_ms();
+    // Long enough for the endpoint to end the question, short of the transfer's hold.
+    audio.extend(silence(900));
+    let (digit, _) = trimmed_short_turn();
+    for _ in 0..10 {
+        audio.extend(digit.iter().copied());
+        audio.extend(silence(500));
+    }
+    let speech_end = (audio.len() / 8) as Millis - 500;
+    audio.extend(silence(3000));
+    let mut call = Call::new();
+    call.play(&audio, |a| {
+        Some(if a.at < question_end + 300 {
+            said("I was charged twice for my internet.")
+        } else {
+            said("My account number is 7 7 2 4 6 4 3 3 0 0.")
+        })
+    });
+    assert_eq!(call.transfers.len(), 1, "{:?}", call.decisions);
+    let (at, h) = &call.transfers[0];
+    assert!(
+        *at > speech_end,
+        "transferred at {at}, while the caller was still reading the number (until {speech_end})"
+    );
+    let account = serde_json::to_value(&h.card).expect("card")["facts"]["account_number"].clone();
+    assert_eq!(account, "7724643300", "{:?}", h.card);
+}

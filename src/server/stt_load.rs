@@ -28,6 +28,8 @@ pub struct SttLoad {
     solo_threads: usize,
     /// Cores other processes are using (see [`machine_idle`]).
     others_cores: fn() -> Option<f64>,
+    /// Whisper runs under way anywhere in this process ([`crate::stt::engine::runs_under_way`]).
+    runs_under_way: fn() -> usize,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     /// Running mean transcription time, µs (0 = none seen yet).
@@ -41,6 +43,7 @@ impl SttLoad {
             states,
             solo_threads: 1,
             others_cores: || crate::procstat::OTHERS.cores(),
+            runs_under_way: crate::stt::engine::runs_under_way,
             permits: Arc::new(Semaphore::new(states)),
             waiting: AtomicUsize::new(0),
             mean_us: AtomicU64::new(0),
@@ -75,7 +78,11 @@ impl SttLoad {
     fn take(&self, speculative: bool) -> Option<Grant> {
         let free = self.permits.available_permits();
         let solo_threads = if self.solo_threads > 1 && free >= self.states {
-            if machine_idle((self.others_cores)(), self.solo_threads) {
+            // Another Whisper run in this process (a second in-process instance, a test next
+            // door) is load the other-processes reading cannot see.
+            if (self.runs_under_way)() == 0
+                && machine_idle((self.others_cores)(), self.solo_threads)
+            {
                 self.solo_threads
             } else {
                 1
@@ -339,6 +346,11 @@ mod tests {
         Some(0.1)
     }
 
+    /// The tests around this file may run Whisper meanwhile: these see none.
+    fn none_running() -> usize {
+        0
+    }
+
     fn busy() -> Option<f64> {
         Some(3.0)
     }
@@ -347,6 +359,7 @@ mod tests {
     async fn on_a_busy_machine_nothing_runs_solo() {
         let load = SttLoad {
             others_cores: busy,
+            runs_under_way: none_running,
             ..SttLoad::new(2).with_solo_threads(2)
         };
         let g = load.acquire(ms(10)).await.expect("all free");
@@ -356,9 +369,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_whisper_run_elsewhere_in_the_process_keeps_a_transcription_to_one_thread() {
+        // A second in-process instance transcribing: its states are not this one's, but its
+        // threads spin on the same cores.
+        let load = SttLoad {
+            others_cores: idle,
+            runs_under_way: || 1,
+            ..SttLoad::new(2).with_solo_threads(2)
+        };
+        let g = load.acquire(ms(10)).await.expect("all free");
+        assert_eq!(g.threads, 1);
+    }
+
+    #[tokio::test]
     async fn a_solo_transcription_holds_every_state_until_it_ends() {
         let load = SttLoad {
             others_cores: idle,
+            runs_under_way: none_running,
             ..SttLoad::new(2).with_solo_threads(2)
         };
         let solo = load.acquire(ms(10)).await.expect("all free");
@@ -380,6 +407,7 @@ mod tests {
     async fn a_finished_caller_waiting_is_what_a_speculative_run_yields_to() {
         let load = Arc::new(SttLoad {
             others_cores: idle,
+            runs_under_way: none_running,
             ..SttLoad::new(2).with_solo_threads(2)
         });
         let early = load.spare().expect("all free");

@@ -6,7 +6,7 @@
 use std::ffi::{c_int, c_void};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -419,9 +419,11 @@ impl SttEngine {
             p.set_filter_logits_callback(Some(constrain));
             p.set_filter_logits_callback_user_data(&constraint as *const Constraint as *mut c_void);
         }
+        let running = Running::start();
         state
             .full(p, audio)
             .map_err(|e| SttError::Whisper(e.to_string()))?;
+        drop(running);
         let mut bytes = Vec::new();
         for segment in state.as_iter() {
             for i in 0..segment.n_tokens() {
@@ -487,7 +489,9 @@ impl SttEngine {
                 p.set_abort_callback_user_data(hook as *const CallOff as *mut c_void);
             }
         }
+        let running = Running::start();
         let ran = state.full(p, audio);
+        drop(running);
         if call_off_hook.is_some_and(|h| h.fired.load(Ordering::Relaxed)) {
             return Err(SttError::Cancelled);
         }
@@ -696,6 +700,32 @@ impl LoopGuard<'_> {
     /// Where the first loop starts: the text before it is the transcript.
     fn loop_start(&self, keys: &[u32]) -> Option<usize> {
         (1..=keys.len()).find_map(|end| self.repeat_at(&keys[..end]))
+    }
+}
+
+/// Whisper runs under way in this process, whoever started them.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many Whisper runs are under way in this process right now: a run that would spread
+/// over every core must not start beside one, even one this process's decoder-state
+/// accounting does not see (a second in-process server, a replay, a test next door).
+pub fn runs_under_way() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
+
+/// Counts one run in [`RUNNING`] until dropped.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
