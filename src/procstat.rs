@@ -42,7 +42,7 @@ pub fn machine_busy_seconds() -> Option<f64> {
 }
 
 /// Readings closer together than this say little: /proc counts in 10 ms ticks.
-const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// A figure older than this is no longer what the machine is doing.
 const STALE_AFTER: Duration = Duration::from_secs(2);
 

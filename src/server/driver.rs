@@ -515,9 +515,6 @@ impl Driver {
                     return self.wire_error("media_too_fast", "audio ahead of real time dropped");
                 }
                 self.tap(|r| r.audio(&ulaw, now));
-                // Keeps the reading of other processes' load fresh for when this caller's
-                // transcription asks whether it may run on every core (at most 4 reads a second).
-                crate::procstat::OTHERS.sample();
                 self.engine.feed(Event::Audio(&ulaw), now)
             }
             MediaEvent::Dtmf(digit) => {

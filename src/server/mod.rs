@@ -217,6 +217,7 @@ pub async fn serve_listener(
     if state.recorder.enabled() {
         tokio::spawn(api::sweep_recordings(state.clone(), stop.clone()));
     }
+    tokio::spawn(read_machine_load(stop.clone()));
     let limits = &state.settings.limits;
     let conn = listener::ConnLimits {
         max_connections: limits.max_connections,
@@ -225,6 +226,20 @@ pub async fn serve_listener(
     };
     let metrics = state.metrics.clone();
     listener::serve(listener, router(state), conn, metrics, stop).await
+}
+
+/// Keeps [`crate::procstat::OTHERS`] fresh for a transcription that asks whether it may run
+/// on every core: one reading per interval for the whole process, not one per call's frame.
+/// Several in-process instances each run one; the reading itself is taken at most once an
+/// interval.
+async fn read_machine_load(mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::procstat::SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => crate::procstat::OTHERS.sample(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Says out loud what the settings leave open, and refuses what must not run.
